@@ -1,1 +1,1 @@
-"""The ``ecoplan`` command line: a thin layer over the public API (only this package imports click)."""
+"""The ``ecoplan`` command line: a thin layer over the public API (only here is click used)."""

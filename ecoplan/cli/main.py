@@ -13,7 +13,7 @@ import sys
 import click
 
 from ecoplan import __version__
-from ecoplan.errors import EcoplanError, OutputError
+from ecoplan.errors import EcoplanError
 
 SUBCOMMAND_MODULES = (
     "ecoplan.cli.run",
@@ -27,9 +27,6 @@ class EcoplanGroup(click.Group):
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
-        except OutputError as err:
-            click.echo(f"error: {err}", err=True)
-            ctx.exit(2)
         except EcoplanError as err:
             click.echo(f"error: {err}", err=True)
             ctx.exit(2)

@@ -1,0 +1,468 @@
+"""The one orchestration of a regional eco-plan run, used by the CLI and by notebooks.
+
+inputs -> working grid -> classify (crosswalk) -> buffers and conflicts -> proportions ->
+outputs (GeoPackage, zone GeoTIFF). Raster steps are lazy dask arrays mapped block by block.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Literal
+
+import dask
+import dask.array as da
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+import shapely
+from rasterio.warp import transform_bounds
+
+from ecoplan import __version__
+from ecoplan.buffers import BufferResult, vector_buffer, zone_rings
+from ecoplan.classify import check_codes, classify, code_histogram, lookup_table
+from ecoplan.errors import InputError
+from ecoplan.export import check_output_dir, write_geopackage, write_zone_raster
+from ecoplan.grid import Grid, metres_per_pixel, utm_crs_for
+from ecoplan.io import (
+    RasterInfo,
+    codes_on_grid,
+    open_raster,
+    rasterize_on_grid,
+    read_vector,
+    sha256_file,
+)
+from ecoplan.polygons import vectorize
+from ecoplan.progress import Progress, silent
+from ecoplan.proportions import N_CODES, pair_counts, proportions_table, zone_counts
+from ecoplan.region import RegionConfig, load_region
+from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
+from ecoplan.zones import ZONE_BY_CODE, zone_code
+
+__all__ = ["RunResult", "Region", "prepare_region", "run_region", "STEPS"]
+
+log = logging.getLogger(__name__)
+
+STEPS = ("inputs", "classify", "buffers", "proportions", "polygons", "write")
+
+Scheduler = Literal["threads", "synchronous", "processes"]
+
+
+@dataclass
+class Region:
+    """A region ready to compute: config, rules, crosswalk, working grid and lazy rasters."""
+
+    config: RegionConfig
+    rules: Rules
+    crosswalk: Crosswalk
+    landcover: RasterInfo
+    grid: Grid
+    boundary: gpd.GeoDataFrame  # one row per unit, in the working CRS: unit_id, geometry
+    units: da.Array  # int32 unit index (1..n), 0 outside the region
+    codes: da.Array  # int32 land-cover class codes, -1 where no data
+    chunks: tuple[int, int]
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def unit_ids(self) -> list[str]:
+        return [str(u) for u in self.boundary["unit_id"]]
+
+
+@dataclass
+class RunResult:
+    """What a run produced: the output files and the main tables, for people and scripts."""
+
+    region_id: str
+    geopackage: Path
+    zone_raster: Path
+    proportions: pd.DataFrame
+    conflicts: pd.DataFrame
+    warnings: list[str]
+    seconds: float
+
+    def summary(self) -> dict:
+        region = self.proportions[self.proportions.level == "region"]
+        return {
+            "region_id": self.region_id,
+            "geopackage": str(self.geopackage),
+            "zone_raster": str(self.zone_raster),
+            "area_ha": {r.zone_en: round(r.area_ha, 2) for r in region.itertuples()},
+            "targets_not_met": [
+                f"{r.zone_en}: {r.share:.1%} ({r.status})"
+                for r in region.itertuples()
+                if r.status in ("below", "above")
+            ],
+            "conflict_area_ha": round(float(self.conflicts["area_ha"].sum()), 2)
+            if len(self.conflicts)
+            else 0.0,
+            "warnings": self.warnings,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def _working_crs(config: RegionConfig, boundary: gpd.GeoDataFrame):
+    from rasterio.crs import CRS
+
+    if config.crs:
+        try:
+            crs = CRS.from_user_input(config.crs)
+        except Exception as err:
+            raise InputError(f"{config.source_file}: crs: not a CRS ({config.crs!r})") from err
+        if crs.is_geographic:
+            raise InputError(
+                f"{config.source_file}: crs: {config.crs} is geographic (degrees); give a "
+                "projected CRS in metres, e.g. EPSG:32647, or leave crs out for the UTM zone"
+            )
+        return crs
+    centre = shapely.union_all(boundary.to_crs(4326).geometry.values).centroid
+    return utm_crs_for(centre.x, centre.y)
+
+
+def prepare_region(
+    config: RegionConfig | str | Path,
+    *,
+    chunk_size: int = 1024,
+) -> Region:
+    """Open and check every input of a region and set up its lazy rasters on the working grid."""
+    if not isinstance(config, RegionConfig):
+        config = load_region(config)
+    rules = load_rules(config.rules)
+    crosswalk = load_crosswalk(config.landcover.crosswalk)
+    landcover = open_raster(config.landcover.path, what="land-cover raster")
+    b = config.boundary
+    boundary = read_vector(b.path, layer=b.layer, where=b.where, what="boundary")
+    crs = _working_crs(config, boundary)
+    boundary = boundary.to_crs(crs)
+    if b.unit_field:
+        if b.unit_field not in boundary.columns:
+            fields = ", ".join(c for c in boundary.columns if c != boundary.geometry.name)
+            raise InputError(
+                f"{b.path}: no field {b.unit_field!r} (unit_field); fields are: {fields}"
+            )
+        ids = boundary[b.unit_field].astype(str)
+        boundary = gpd.GeoDataFrame(
+            {"unit_id": ids, "geometry": boundary.geometry}, crs=crs
+        ).dissolve(by="unit_id", as_index=False, sort=True)
+    else:
+        geom = shapely.union_all(boundary.geometry.values)
+        boundary = gpd.GeoDataFrame({"unit_id": [config.id], "geometry": [geom]}, crs=crs)
+
+    rb = transform_bounds(landcover.crs, crs, *landcover.bounds, densify_pts=21)
+    bb = boundary.total_bounds
+    if rb[0] >= bb[2] or rb[2] <= bb[0] or rb[1] >= bb[3] or rb[3] <= bb[1]:
+        raise InputError(
+            f"{b.path}: boundary does not overlap the land-cover raster {landcover.path} "
+            f"(boundary {tuple(round(v) for v in bb)} vs raster "
+            f"{tuple(round(v) for v in rb)} in {crs.to_string()})"
+        )
+    if config.pixel_size_m:
+        pixel = float(config.pixel_size_m)
+    else:
+        x = (landcover.bounds[0] + landcover.bounds[2]) / 2
+        y = (landcover.bounds[1] + landcover.bounds[3]) / 2
+        pixel = round(metres_per_pixel(landcover.crs, landcover.res, at=(x, y)), 3)
+    grid = Grid.covering(tuple(bb), crs=crs, pixel_size_m=pixel)
+    chunks = (int(chunk_size), int(chunk_size))
+    units = rasterize_on_grid(
+        list(boundary.geometry), np.arange(1, len(boundary) + 1), grid, chunks=chunks
+    )
+    codes = codes_on_grid(landcover, grid, chunks=chunks)
+    return Region(config, rules, crosswalk, landcover, grid, boundary, units, codes, chunks)
+
+
+def _buffers(region: Region, zones: da.Array) -> tuple[list[BufferResult], list[str]]:
+    results, notes = [], []
+    grid = region.grid
+    clip = shapely.union_all(region.boundary.geometry.values)
+    vector_inputs = region.config.vector_layers()
+    for rule in region.rules.buffers:
+        if rule.max_distance_m < grid.pixel_size_m and rule.source.zones is not None:
+            notes.append(
+                f"buffer {rule.id}: {rule.max_distance_m:g} m is less than the pixel size "
+                f"{grid.pixel_size_m:g} m, so its band holds no cell centre"
+            )
+        if rule.source.zones is not None:
+            results.append(BufferResult(rule, zone_rings(zones, rule, grid=grid)))
+            continue
+        role = rule.source.layer
+        if role not in vector_inputs:
+            notes.append(f"buffer {rule.id}: skipped, the region gives no '{role}' layer")
+            continue
+        v = vector_inputs[role]
+        gdf = read_vector(
+            v.path, layer=v.layer, where=v.where, crs=grid.crs, what=role, allow_empty=True
+        )
+        if len(gdf) == 0:
+            notes.append(f"buffer {rule.id}: skipped, layer '{role}' ({v.path}) has no features")
+            continue
+        results.append(
+            vector_buffer(
+                gdf.geometry,
+                rule,
+                grid=grid,
+                chunks=region.chunks,
+                inside=region.units,
+                clip_to=clip,
+            )
+        )
+    return results, notes
+
+
+def _zone_fields(codes) -> dict[str, list]:
+    return {
+        "zone": [int(c) for c in codes],
+        "zone_en": [ZONE_BY_CODE[int(c)].name for c in codes],
+        "zone_th": [ZONE_BY_CODE[int(c)].name_th for c in codes],
+    }
+
+
+def run_region(
+    config: RegionConfig | str | Path,
+    out_dir: str | Path,
+    *,
+    chunk_size: int = 1024,
+    scheduler: Scheduler = "threads",
+    overwrite: bool = False,
+    progress: Progress = silent,
+) -> RunResult:
+    """Run the whole eco-plan pipeline for one region and write its outputs into ``out_dir``.
+
+    Writes ``<region_id>.gpkg`` and ``<region_id>_zones.tif``; refuses to replace existing
+    outputs unless ``overwrite``. Same inputs and rules give the same outputs, for any
+    ``chunk_size`` and scheduler.
+    """
+    valid = ("threads", "synchronous", "processes")
+    if scheduler not in valid:
+        raise ValueError(f"scheduler must be one of {', '.join(valid)} (got {scheduler!r})")
+    t0 = time.perf_counter()
+    started = datetime.now(UTC)
+    progress("inputs")
+    region = prepare_region(config, chunk_size=chunk_size)
+    cfg = region.config
+    out_dir = check_output_dir(out_dir)
+    gpkg_path = out_dir / f"{cfg.id}.gpkg"
+    tif_path = out_dir / f"{cfg.id}_zones.tif"
+    if not overwrite:
+        for p in (gpkg_path, tif_path):
+            if p.exists():
+                raise InputError(
+                    f"{p}: output exists; use --overwrite (overwrite=True) to replace it"
+                )
+    notes = list(region.warnings)
+    grid = region.grid
+
+    with dask.config.set(scheduler=scheduler), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        progress("classify")
+        hist = code_histogram(region.codes, region.units)
+        if not hist:
+            raise InputError(
+                f"{region.landcover.path}: no land-cover data inside the boundary "
+                f"{cfg.boundary.path} (all pixels are nodata)"
+            )
+        check_codes(hist, region.crosswalk, source=str(region.landcover.path))
+        lut = lookup_table(region.crosswalk, max_code=max(hist))
+        zones = classify(region.codes, lut)
+        zones = da.where(region.units > 0, zones, 0).astype(np.uint8)
+        zones = zones.persist()
+
+        progress("buffers")
+        buffers, buffer_notes = _buffers(region, zones)
+        notes += buffer_notes
+        n_units = len(region.boundary)
+        counts = zone_counts(zones, region.units, n_units=n_units)
+        ring_counts = [
+            pair_counts(b.rings, zones, n_a=len(b.rule.rings) + 1, n_b=N_CODES) for b in buffers
+        ]
+
+        progress("proportions")
+        table = proportions_table(
+            counts,
+            unit_ids=region.unit_ids,
+            region_id=cfg.id,
+            pixel_area_m2=grid.pixel_area_m2,
+            rules=region.rules,
+        )
+
+        progress("polygons")
+        zones_np = zones.compute()
+        units_np = region.units.compute()
+        ha = grid.pixel_area_m2 / 1e4
+        key = units_np.astype(np.int32) * N_CODES + zones_np
+        zpoly = vectorize(key, grid, mask=zones_np > 0)
+        unit_idx = zpoly["value"] // N_CODES
+        zcodes = zpoly["value"] % N_CODES
+        zone_layer = gpd.GeoDataFrame(
+            {
+                **_zone_fields(zcodes),
+                "area_ha": [
+                    float(counts[u, z]) * ha for u, z in zip(unit_idx, zcodes, strict=True)
+                ],
+                "unit_id": [region.unit_ids[u - 1] for u in unit_idx],
+            },
+            geometry=zpoly.geometry.values,
+            crs=grid.crs,
+        )
+        buffer_rows, conflict_rows = [], []
+        for b, rc in zip(buffers, ring_counts, strict=True):
+            rule = b.rule
+            restricted = [zone_code(z) for z in rule.restricted_zones]
+            if b.polygons is not None:
+                ring_geoms = dict(zip(b.polygons["ring"], b.polygons.geometry, strict=True))
+                rings_np = b.rings.compute()
+            else:
+                rings_np = b.rings.compute()
+                rp = vectorize(rings_np, grid)
+                ring_geoms = dict(zip(rp["value"], rp.geometry, strict=True))
+            for k, (inner, outer) in enumerate(rule.rings, start=1):
+                if k not in ring_geoms:
+                    continue
+                buffer_rows.append(
+                    {
+                        "rule_id": rule.id,
+                        "rule_name": rule.name_en,
+                        "rule_name_th": rule.name_th,
+                        "source": rule.source.describe(),
+                        "side": rule.side,
+                        "ring": k,
+                        "inner_m": inner,
+                        "distance_m": outer,
+                        "restricts": ",".join(rule.restricted_zones),
+                        "area_ha": float(rc[k, 1:].sum()) * ha,
+                        "geometry": ring_geoms[k],
+                    }
+                )
+            if restricted:
+                conflict = np.where(
+                    (rings_np > 0) & np.isin(zones_np, restricted), rings_np * N_CODES + zones_np, 0
+                )
+                cp = vectorize(conflict.astype(np.int32), grid)
+                for value, geom in zip(cp["value"], cp.geometry, strict=True):
+                    k, z = divmod(int(value), N_CODES)
+                    conflict_rows.append(
+                        {
+                            "rule_id": rule.id,
+                            "rule_name": rule.name_en,
+                            **{f: v[0] for f, v in _zone_fields([z]).items()},
+                            "ring": k,
+                            "distance_m": rule.rings[k - 1][1],
+                            "area_ha": float(rc[k, z]) * ha,
+                            "geometry": geom,
+                        }
+                    )
+
+    buffer_cols = [
+        "rule_id",
+        "rule_name",
+        "rule_name_th",
+        "source",
+        "side",
+        "ring",
+        "inner_m",
+        "distance_m",
+        "restricts",
+        "area_ha",
+        "geometry",
+    ]
+    conflict_cols = [
+        "rule_id",
+        "rule_name",
+        "zone",
+        "zone_en",
+        "zone_th",
+        "ring",
+        "distance_m",
+        "area_ha",
+        "geometry",
+    ]
+    buffer_layer = gpd.GeoDataFrame(
+        buffer_rows, columns=buffer_cols, geometry="geometry", crs=grid.crs
+    )
+    conflict_layer = gpd.GeoDataFrame(
+        conflict_rows, columns=conflict_cols, geometry="geometry", crs=grid.crs
+    )
+    for note in notes:
+        log.info("%s", note)
+
+    progress("write")
+    finished = datetime.now(UTC)
+    metadata = _metadata(region, started=started, finished=finished, notes=notes, histogram=hist)
+    tags = {
+        "ECOPLAN_VERSION": __version__,
+        "REGION_ID": cfg.id,
+        "RULES_SHA256": region.rules.digest(),
+        "CROSSWALK": region.crosswalk.name,
+    }
+    with dask.config.set(scheduler=scheduler):
+        write_zone_raster(tif_path, zones, grid, tags=tags)
+    write_geopackage(
+        gpkg_path,
+        {
+            "zones": zone_layer,
+            "buffer_zones": buffer_layer,
+            "conflicts": conflict_layer,
+            "proportions": table,
+            "run_metadata": metadata,
+        },
+    )
+    return RunResult(
+        region_id=cfg.id,
+        geopackage=gpkg_path,
+        zone_raster=tif_path,
+        proportions=table,
+        conflicts=pd.DataFrame(conflict_layer.drop(columns="geometry")),
+        warnings=notes,
+        seconds=time.perf_counter() - t0,
+    )
+
+
+def _metadata(region: Region, *, started, finished, notes, histogram) -> pd.DataFrame:
+    cfg = region.config
+    rows = [
+        ("region_id", cfg.id, "", ""),
+        ("region_name_en", cfg.region.name_en, "", ""),
+        ("region_name_th", cfg.region.name_th, "", ""),
+        ("ecoplan_version", __version__, "", ""),
+        ("region_file", str(cfg.source_file or ""), "", _sha(cfg.source_file)),
+        (
+            "input:landcover",
+            cfg.landcover.path.name,
+            str(cfg.landcover.path),
+            _sha(cfg.landcover.path),
+        ),
+        ("input:boundary", cfg.boundary.path.name, str(cfg.boundary.path), _sha(cfg.boundary.path)),
+    ]
+    for role, v in cfg.layers.items():
+        rows.append((f"input:{role}", v.path.name, str(v.path), _sha(v.path)))
+    rules_src = str(cfg.rules)
+    rows += [
+        ("rules", rules_src, "", region.rules.digest()),
+        (
+            "crosswalk",
+            region.crosswalk.name,
+            str(cfg.landcover.crosswalk),
+            region.crosswalk.digest(),
+        ),
+        ("crs", region.grid.crs.to_string(), "", ""),
+        ("pixel_size_m", f"{region.grid.pixel_size_m:g}", "", ""),
+        ("grid_shape", f"{region.grid.height} x {region.grid.width}", "", ""),
+        ("proportions_denominator", region.rules.proportions.describe(), "", ""),
+        ("class_codes_found", ", ".join(f"{c}:{n}" for c, n in histogram.items()), "", ""),
+        ("started_at", started.isoformat(timespec="seconds"), "", ""),
+        ("finished_at", finished.isoformat(timespec="seconds"), "", ""),
+    ]
+    rows += [("warning", n, "", "") for n in notes]
+    return pd.DataFrame(rows, columns=["key", "value", "path", "sha256"])
+
+
+def _sha(path) -> str:
+    if not path:
+        return ""
+    try:
+        return sha256_file(path)
+    except OSError:
+        return ""

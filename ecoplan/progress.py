@@ -1,0 +1,36 @@
+"""Progress reporting for long steps: a callback the pipeline calls, a tqdm bar the CLI shows."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+__all__ = ["Progress", "silent", "tqdm_progress"]
+
+
+class Progress(Protocol):
+    def __call__(self, step: str, /) -> None: ...
+
+
+def silent(step: str, /) -> None:
+    """Report nothing (the library's default)."""
+
+
+def tqdm_progress(steps: int, *, desc: str) -> tuple[Progress, Callable[[], None]]:
+    """A progress callback drawing a tqdm bar of ``steps`` steps on stderr, and its closer."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=steps, desc=desc, unit="step", leave=False)
+    state = {"started": False}
+
+    def report(step: str, /) -> None:
+        if state["started"]:
+            bar.update(1)
+        state["started"] = True
+        bar.set_postfix_str(step)
+
+    def close() -> None:
+        bar.update(bar.total - bar.n)
+        bar.close()
+
+    return report, close

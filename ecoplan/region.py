@@ -1,0 +1,118 @@
+"""The region config (``region.yaml``, DESIGN.md section 3).
+
+Relative paths resolve against the YAML's own folder.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from ecoplan._yaml import read_yaml, validate
+from ecoplan.errors import RulesError
+from ecoplan.rules import RASTER_ROLES, VECTOR_ROLES
+
+__all__ = [
+    "RegionInfo",
+    "VectorInput",
+    "BoundaryInput",
+    "LandcoverInput",
+    "RegionConfig",
+    "load_region",
+]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _resolve_path(v: Any, info: ValidationInfo) -> Any:
+    base = (info.context or {}).get("base")
+    if isinstance(v, str) and base is not None:
+        p = Path(v).expanduser()
+        return p if p.is_absolute() else Path(base) / p
+    return v
+
+
+class RegionInfo(_Strict):
+    id: Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
+    name_en: str = ""
+    name_th: str = ""
+
+
+class VectorInput(_Strict):
+    """A vector (or, for the raster roles, raster) input: any OGR/GDAL dataset."""
+
+    path: Path
+    layer: str | None = None
+    where: str | None = None
+
+    _abs = field_validator("path", mode="before")(_resolve_path)
+
+
+class BoundaryInput(VectorInput):
+    unit_field: str | None = None
+
+
+class LandcoverInput(_Strict):
+    path: Path
+    crosswalk: str | Path
+
+    _abs = field_validator("path", mode="before")(_resolve_path)
+
+    @field_validator("crosswalk", mode="before")
+    @classmethod
+    def _crosswalk_path(cls, v: Any, info: ValidationInfo) -> Any:
+        # a shipped name stays a name; anything that looks like a file resolves like a path
+        if isinstance(v, str) and (v.endswith((".yaml", ".yml")) or "/" in v):
+            return _resolve_path(v, info)
+        return v
+
+
+class RegionConfig(_Strict):
+    region: RegionInfo
+    crs: str | None = None
+    boundary: BoundaryInput
+    landcover: LandcoverInput
+    pixel_size_m: float | None = Field(default=None, gt=0)
+    layers: dict[str, VectorInput] = Field(default_factory=dict)
+    rules: str | Path = "default"
+    source_file: Path | None = Field(default=None, exclude=True)
+
+    @field_validator("layers")
+    @classmethod
+    def _roles_known(cls, v: dict[str, VectorInput]) -> dict[str, VectorInput]:
+        known = VECTOR_ROLES + RASTER_ROLES
+        for role in v:
+            if role not in known:
+                raise ValueError(f"unknown layer role {role!r}; valid roles: {', '.join(known)}")
+        return v
+
+    @field_validator("rules", mode="before")
+    @classmethod
+    def _rules_path(cls, v: Any, info: ValidationInfo) -> Any:
+        if isinstance(v, str) and (v.endswith((".yaml", ".yml")) or "/" in v):
+            return _resolve_path(v, info)
+        return v
+
+    @property
+    def id(self) -> str:
+        return self.region.id
+
+    def vector_layers(self) -> dict[str, VectorInput]:
+        return {k: v for k, v in self.layers.items() if k in VECTOR_ROLES}
+
+    def raster_layers(self) -> dict[str, VectorInput]:
+        return {k: v for k, v in self.layers.items() if k in RASTER_ROLES}
+
+
+def load_region(path: str | Path) -> RegionConfig:
+    """Load and validate a ``region.yaml``; relative paths resolve against its folder."""
+    path = Path(path)
+    data = read_yaml(path)
+    if not isinstance(data, dict):
+        raise RulesError(f"{path}: a region file must be a mapping (region, boundary, landcover …)")
+    data = {**data, "source_file": path}
+    return validate(RegionConfig, data, source=path, context={"base": path.resolve().parent})

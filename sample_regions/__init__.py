@@ -1,0 +1,1 @@
+"""Bundled sample regions (data files; see each README.md)."""

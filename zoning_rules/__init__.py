@@ -1,0 +1,1 @@
+"""Shipped rules and crosswalks (data files; see README.md)."""
