@@ -11,6 +11,7 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -43,7 +44,7 @@ from ecoplan.region import RegionConfig, load_region
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
 from ecoplan.zones import ZONE_BY_CODE, zone_code
 
-__all__ = ["RunResult", "Region", "prepare_region", "run_region", "STEPS"]
+__all__ = ["RunResult", "Region", "prepare_region", "run_region", "sample_region_path", "STEPS"]
 
 log = logging.getLogger(__name__)
 
@@ -102,6 +103,17 @@ class RunResult:
             "warnings": self.warnings,
             "seconds": round(self.seconds, 2),
         }
+
+
+def sample_region_path(name: str = "north") -> Path:
+    """The ``region.yaml`` of a bundled sample region (``north`` is the demo)."""
+    checkout = Path(__file__).resolve().parents[1] / "sample_regions"
+    base = checkout if checkout.is_dir() else Path(str(resources.files("ecoplan.sample_regions")))
+    path = base / name / "region.yaml"
+    if not path.is_file():
+        names = sorted(p.parent.name for p in base.glob("*/region.yaml"))
+        raise InputError(f"no sample region {name!r}; samples are: {', '.join(names)}")
+    return path
 
 
 def _working_crs(config: RegionConfig, boundary: gpd.GeoDataFrame):

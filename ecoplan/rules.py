@@ -283,7 +283,14 @@ class Crosswalk(_Strict):
 
 
 def rules_dir() -> Path:
-    """The folder of shipped rules and crosswalks (``zoning_rules/``)."""
+    """The folder of shipped rules and crosswalks (``zoning_rules/``).
+
+    In a source checkout this is the ``zoning_rules/`` folder beside the package; in an
+    installed wheel, the copy installed as ``ecoplan.zoning_rules``.
+    """
+    checkout = Path(__file__).resolve().parents[1] / "zoning_rules"
+    if (checkout / "default.yaml").is_file():
+        return checkout
     return Path(str(resources.files("ecoplan.zoning_rules")))
 
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from importlib import resources
 from pathlib import Path
 
 import click
 
-from ecoplan.pipeline import STEPS, run_region
+from ecoplan.pipeline import STEPS, run_region, sample_region_path
 from ecoplan.progress import silent, tqdm_progress
 
 _out = click.option(
@@ -84,7 +83,7 @@ def run(region_yaml, out_dir, overwrite, chunk_size, quiet, as_json):
 @_json
 def demo(out_dir, overwrite, chunk_size, quiet, as_json):
     """Run the bundled sample region (Northern Thailand, MODIS 2019) into --out."""
-    region_yaml = Path(str(resources.files("ecoplan.sample_regions"))) / "north" / "region.yaml"
+    region_yaml = sample_region_path("north")
     _run_one(
         region_yaml,
         out_dir,
