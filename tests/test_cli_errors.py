@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from synthetic_region import PIXEL, X0, Y0, box_boundary, write_raster, write_region
 
 from ecoplan.cli.main import cli
-from synthetic_region import PIXEL, X0, Y0, box_boundary, write_raster, write_region
 
 
 @pytest.fixture

@@ -56,8 +56,8 @@ def test_histogram_counts_codes_inside_the_region_only_and_any_chunking_agrees()
     codes = rng.choice([10, 40, 50, -1], size=(50, 70)).astype(np.int32)
     inside = np.zeros((50, 70), np.int32)
     inside[5:45, 10:60] = 1
-    expected = dict(zip(*np.unique(codes[(inside > 0) & (codes >= 0)], return_counts=True)))
-    expected = {int(k): int(v) for k, v in expected.items()}
+    values, counts = np.unique(codes[(inside > 0) & (codes >= 0)], return_counts=True)
+    expected = {int(k): int(v) for k, v in zip(values, counts, strict=True)}
     for chunk in (7, 16, 100):
         got = code_histogram(
             da.from_array(codes, chunks=chunk), da.from_array(inside, chunks=chunk)
