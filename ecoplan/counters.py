@@ -982,10 +982,11 @@ def format_report(report: KpiReport) -> str:
         out.append("Missing plan types of regions that do not qualify yet")
         out.append("ประเภทแผนผังที่ยังไม่ได้รับความเห็นชอบ")
         for r in lacking:
-            out.append(
-                f"  {r.region_id} ({r.name_en} / {r.name_th}): "
-                f"{len(r.missing)} of {len(PLAN_TYPES)} missing"
-            )
+            head = f"  {r.region_id} ({r.name_en} / {r.name_th}): "
+            if all(m.status is None for m in r.missing) and not r.approved:
+                out.append(head + "nothing registered, all six plan types missing")
+                continue
+            out.append(head + f"{len(r.missing)} of {len(PLAN_TYPES)} missing")
             rows = []
             for m in r.missing:
                 if m.status:
