@@ -984,7 +984,7 @@ def format_report(report: KpiReport) -> str:
         for r in lacking:
             head = f"  {r.region_id} ({r.name_en} / {r.name_th}): "
             if all(m.status is None for m in r.missing) and not r.approved:
-                out.append(head + "nothing registered, all six plan types missing")
+                out.append(head + "nothing registered by this date: all six plan types missing")
                 continue
             out.append(head + f"{len(r.missing)} of {len(PLAN_TYPES)} missing")
             rows = []
