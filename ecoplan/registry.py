@@ -81,10 +81,10 @@ _SQLITE_MAGIC = b"SQLite format 3\x00"
 _REGION_ID = re.compile(r"^[a-z0-9_]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 _KNOWN_APPLICATION_IDS = {
-    0x47504B47: "a GeoPackage (did you give the run's .gpkg where the registry was expected?)",
-    0x47503130: "a GeoPackage 1.0 file",
-    0x47503131: "a GeoPackage 1.1 file",
-    0x4D424B31: "an MBTiles file",
+    0x47504B47: "it is a GeoPackage: give the run's .gpkg as OUT.gpkg, not as --registry",
+    0x47503130: "it is a GeoPackage 1.0 file",
+    0x47503131: "it is a GeoPackage 1.1 file",
+    0x4D424B31: "it is an MBTiles file",
 }
 
 _SCHEMA = f"""
@@ -316,7 +316,7 @@ class Registry:
             return
         if app_id != APPLICATION_ID:
             if app_id in _KNOWN_APPLICATION_IDS:
-                raise self._refuse(f"it is {_KNOWN_APPLICATION_IDS[app_id]}")
+                raise self._refuse(_KNOWN_APPLICATION_IDS[app_id])
             shown = ", ".join(sorted(tables)[:5]) + (" …" if len(tables) > 5 else "")
             raise self._refuse(
                 f"an SQLite database of another application (application_id {app_id:#x}"

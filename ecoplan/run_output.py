@@ -103,7 +103,8 @@ def inspect_run_output(path: str | os.PathLike) -> RunOutput:
                 info = pyogrio.read_info(p, layer=pt.layer, force_feature_count=True)
                 counts[pt.id] = int(info["features"])
     except (pyogrio.errors.DataSourceError, pyogrio.errors.DataLayerError) as err:
-        raise InputError(f"{p}: cannot read as a GeoPackage ({err})") from err
+        reason = str(err).split(";")[0]  # GDAL's hint about driver prefixes does not apply
+        raise InputError(f"{p}: cannot read as a GeoPackage ({reason})") from err
     driver = pyogrio.read_info(p, layer=listed[0][0])["driver"] if len(listed) else None
     if driver is not None and driver != "GPKG":
         raise InputError(f"{p}: is a {driver} file, not a GeoPackage (run output <region_id>.gpkg)")
