@@ -748,8 +748,14 @@ def compute_kpi(
             results.append(result)
             lacking = [p.period for p in result.periods if p.status == "no_data"]
             if lacking and observations_file and ind.id in given:
+                later = sum(
+                    1
+                    for o in observations
+                    if o.indicator == ind.id and o.period in lacking and o.date and o.date > as_of
+                )
                 notes.append(
                     f"{observations_file}: no observation for {ind.id} in {', '.join(lacking)}"
+                    + (f" by the as-of date ({later} later row(s) ignored)" if later else "")
                 )
             elif lacking and observations_file:
                 notes.append(f"{observations_file}: no row for indicator {ind.id}")

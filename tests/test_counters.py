@@ -431,6 +431,12 @@ def test_latest_observation_by_date_counts_and_later_ones_are_ignored(tmp_path):
     assert (mid.achieved, mid.status) == (95, "in_progress")
     end = _period(_kpi(_Events(), "2571-01-01", observations=obs), "060101c", "P1")
     assert (end.achieved, end.status) == (110, "met")
+    early = _kpi(_Events(), "2567-06-01", observations=obs, observations_file="obs.csv")
+    assert _period(early, "060101c", "P1").status == "no_data"
+    assert (
+        "obs.csv: no observation for 060101c in P1 by the as-of date (3 later row(s) ignored)"
+        in (early.notes)
+    )
 
 
 def test_spreadsheet_friendly_values_are_accepted(tmp_path):
