@@ -502,3 +502,19 @@ def test_without_observations_the_report_says_which_indicators_need_figures():
         "060001, 060003, 060101a, 060101b, 060101c, 060201 need outside" in n for n in report.notes
     )
     assert _period(report, "060001", "P1").status == "no_data"
+
+
+def test_counters_and_the_kpi_command_import_nothing_spatial():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, ecoplan.counters, ecoplan.cli.kpi; "
+        "loaded = [m for m in ('pyogrio', 'geopandas', 'shapely', 'rasterio', 'osgeo') "
+        "if m in sys.modules]; print(loaded)"
+    )
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True
+    )
+    assert done.stdout.strip() == "[]"
