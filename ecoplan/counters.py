@@ -69,6 +69,7 @@ __all__ = [
     "read_observations",
     "compute_kpi",
     "format_report",
+    "shipped_file",
 ]
 
 DEFAULT_TARGETS = "targets/master_plan_06.yaml"
