@@ -37,7 +37,6 @@ import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date
-from importlib import resources
 from importlib.resources.abc import Traversable
 from pathlib import Path
 from typing import Any, Literal
@@ -49,6 +48,7 @@ from ecoplan.dates import be_year, ce_year, format_be, format_both, parse_date
 from ecoplan.errors import InputError, RulesError
 from ecoplan.plan_types import PLAN_TYPES
 from ecoplan.registry import STATUSES, PlanEvent
+from ecoplan.rules import rules_dir
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -92,10 +92,7 @@ def shipped_file(relative: str) -> Traversable:
     comes from the same tree as the code that runs); in an installed package, the package data
     ``ecoplan.zoning_rules``.
     """
-    checkout = Path(__file__).resolve().parent.parent / "zoning_rules"
-    if (checkout / relative).is_file():
-        return checkout / relative
-    return resources.files("ecoplan.zoning_rules").joinpath(relative)
+    return rules_dir() / relative
 
 
 # ---------------------------------------------------------------------------------------------
