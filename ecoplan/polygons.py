@@ -1,8 +1,10 @@
 """Raster to polygons: cells of equal value become one (multi)polygon per value.
 
-Blocks are vectorised one at a time (each with its own offset transform) and the pieces of a
-value are merged across block seams with a coverage union, so a chunked run gives the same
-polygons as an unchunked one: no seam lines, no extra vertices (see :func:`vectorize`).
+Blocks are vectorised one at a time and the pieces of a value that touch a block seam are
+merged with those of the neighbouring blocks, so a chunked run gives the same polygons as an
+unchunked one: no seam lines, no extra vertices (see :func:`vectorize`).
+Polygons are traced in cell coordinates (integers, exact), merged there, and only then put on
+the grid by its affine transform, so every vertex is computed the same way for any chunking.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import dask.array as da
 import geopandas as gpd
 import numpy as np
 import shapely
+from affine import Affine
 from rasterio.features import shapes
 from shapely.geometry import shape
 
@@ -23,41 +26,57 @@ __all__ = ["vectorize", "block_pieces"]
 
 
 def block_pieces(
-    values: np.ndarray, mask: np.ndarray, grid: Grid, *, row_off: int = 0, col_off: int = 0
-) -> dict[int, list]:
-    """Polygons of one block, per value, in grid coordinates (4-connected). Halo: 0."""
+    values: np.ndarray,
+    mask: np.ndarray,
+    *,
+    row_off: int = 0,
+    col_off: int = 0,
+    seams: tuple[bool, bool, bool, bool] = (False, False, False, False),
+) -> dict[int, tuple[list, list]]:
+    """Polygons of one block per value, in cell coordinates, as ``(final, seam)`` lists. Halo: 0.
+
+    ``seams`` says which sides of the block (top, bottom, left, right) border another block.
+    ``seam`` pieces touch such a side and must be merged with the neighbours' pieces; ``final``
+    pieces are whole polygons already.
+    """
     if values.dtype not in (np.uint8, np.uint16, np.int16, np.int32):
         values = values.astype(np.int32)
-    transform = grid.window_transform(row_off, col_off)
-    pieces: dict[int, list] = defaultdict(list)
+    transform = Affine.translation(col_off, row_off)
+    raw: dict[int, list] = defaultdict(list)
     for geom, value in shapes(values, mask=mask.astype(bool), transform=transform, connectivity=4):
-        pieces[int(value)].append(shape(geom))
-    # Edges on the block's border get a vertex at every cell corner, so that pieces of
-    # neighbouring blocks share their seam vertices exactly (a coverage union needs that), and
-    # every coordinate is snapped to 1/1000 of a cell so equal corners are bit-for-bit equal.
-    p = grid.pixel_size_m
+        raw[int(value)].append(shape(geom))
     h, w = values.shape
-    x0, y1 = transform.c, transform.f
-    x1, y0 = x0 + transform.a * w, y1 + transform.e * h
+    top, bottom, left, right = seams
     out = {}
-    for value, geoms in pieces.items():
+    for value, geoms in raw.items():
         arr = np.asarray(geoms, dtype=object)
         xmin, ymin, xmax, ymax = shapely.bounds(arr).T
-        eps = p * 1e-6
-        seam = (xmin <= x0 + eps) | (xmax >= x1 - eps) | (ymin <= y0 + eps) | (ymax >= y1 - eps)
-        if seam.any():
-            arr[seam] = shapely.segmentize(arr[seam], p)
-        out[value] = list(shapely.set_precision(arr, p * 1e-3))
+        seam = (
+            (top & (ymin <= row_off))
+            | (bottom & (ymax >= row_off + h))
+            | (left & (xmin <= col_off))
+            | (right & (xmax >= col_off + w))
+        )
+        out[value] = (list(arr[~seam]), list(arr[seam]))
     return out
 
 
-def _merge(pieces: list) -> shapely.MultiPolygon:
-    merged = shapely.coverage_union_all(pieces)
-    # vertices where a block seam crossed a straight edge are collinear: drop them
-    merged = shapely.simplify(merged, 0)
-    polys = [shapely.normalize(g) for g in shapely.get_parts(merged) if g.geom_type == "Polygon"]
-    polys.sort(key=lambda g: (g.bounds[1], g.bounds[0], g.bounds[3], g.bounds[2]))
-    return shapely.MultiPolygon(polys)
+def _merge(final: list, seam: list, transform: Affine) -> shapely.MultiPolygon:
+    polys = list(final)
+    if seam:
+        merged = shapely.union_all(seam)
+        # vertices where a block seam crossed a straight edge are collinear: drop them
+        merged = shapely.simplify(merged, 0)
+        polys += [g for g in shapely.get_parts(merged) if g.geom_type == "Polygon"]
+    polys = shapely.normalize(np.asarray(polys, dtype=object))
+    order = np.lexsort(shapely.bounds(polys).T[[2, 3, 0, 1]]) if len(polys) else []
+    polys = polys[order]
+    a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
+    matrix = np.array([[a, b], [d, e]])
+    offset = np.array([c, f])
+    on_grid = shapely.transform(polys, lambda xy: xy @ matrix.T + offset)
+    # a negative y scale (north-up rasters) reverses ring orientation: normalise again
+    return shapely.MultiPolygon(list(shapely.normalize(on_grid)))
 
 
 def vectorize(
@@ -69,8 +88,8 @@ def vectorize(
     """One dissolved MultiPolygon per value where ``mask`` is true (default: ``values != 0``).
 
     Pixel edges are followed exactly (4-connected): polygon area = pixel count × pixel area.
-    ``values`` may be a numpy array or a dask array (vectorised block by block). Parts are
-    normalised and sorted, so the result does not depend on the chunking.
+    ``values`` may be a numpy array or a dask array (vectorised block by block, in parallel).
+    Parts are normalised and sorted, so the result does not depend on the chunking.
     Returns columns ``value`` and ``geometry``, sorted by value.
     """
     if mask is None:
@@ -79,22 +98,29 @@ def vectorize(
         mask = mask if isinstance(mask, da.Array) else da.from_array(mask, chunks=values.chunks)
         mask = mask.rechunk(values.chunks)
         offsets = [np.cumsum((0, *c[:-1])) for c in values.chunks]
-        tasks = []
-        v_blocks = values.to_delayed()
-        m_blocks = mask.to_delayed()
-        for i, r0 in enumerate(offsets[0]):
-            for j, c0 in enumerate(offsets[1]):
-                tasks.append(
-                    dask.delayed(block_pieces)(
-                        v_blocks[i, j], m_blocks[i, j], grid, row_off=int(r0), col_off=int(c0)
-                    )
-                )
+        nr, nc = len(offsets[0]), len(offsets[1])
+        v_blocks, m_blocks = values.to_delayed(), mask.to_delayed()
+        tasks = [
+            dask.delayed(block_pieces)(
+                v_blocks[i, j],
+                m_blocks[i, j],
+                row_off=int(offsets[0][i]),
+                col_off=int(offsets[1][j]),
+                seams=(i > 0, i < nr - 1, j > 0, j < nc - 1),
+            )
+            for i in range(nr)
+            for j in range(nc)
+        ]
         parts = dask.compute(*tasks)
     else:
-        parts = [block_pieces(values, np.asarray(mask), grid)]
-    pieces: dict[int, list] = defaultdict(list)
+        parts = [block_pieces(np.asarray(values), np.asarray(mask))]
+    final: dict[int, list] = defaultdict(list)
+    seam: dict[int, list] = defaultdict(list)
     for part in parts:
-        for value, geoms in part.items():
-            pieces[value].extend(geoms)
-    rows = [{"value": v, "geometry": _merge(pieces[v])} for v in sorted(pieces)]
+        for value, (done, joined) in part.items():
+            final[value].extend(done)
+            seam[value].extend(joined)
+    rows = [
+        {"value": v, "geometry": _merge(final[v], seam[v], grid.transform)} for v in sorted(final)
+    ]
     return gpd.GeoDataFrame(rows, columns=["value", "geometry"], geometry="geometry", crs=grid.crs)
