@@ -43,6 +43,7 @@ from ecoplan.progress import Progress, silent
 from ecoplan.proportions import N_CODES, pair_counts, proportions_table, zone_counts
 from ecoplan.region import RegionConfig, load_region
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
+from ecoplan.spill import held
 from ecoplan.zones import ZONE_BY_CODE, zone_code
 
 __all__ = ["RunResult", "Region", "prepare_region", "run_region", "sample_region_path", "STEPS"]
@@ -276,6 +277,7 @@ def run_region(
     chunk_size: int = 1024,
     scheduler: Scheduler = "threads",
     overwrite: bool = False,
+    memory_budget_mb: float = 512,
     progress: Progress = silent,
 ) -> RunResult:
     """Run the whole eco-plan pipeline for one region and write its outputs into ``out_dir``.
@@ -284,11 +286,19 @@ def run_region(
     outputs unless ``overwrite``. ``scheduler`` is ``threads`` (default), ``synchronous``,
     ``processes``, or the address of a ``dask.distributed`` scheduler (``tcp://host:8786``).
     Same inputs and rules give the same outputs, for any ``chunk_size`` and scheduler.
+    An intermediate raster larger than ``memory_budget_mb`` is kept in a temporary file in
+    ``out_dir`` instead of in memory.
     """
     check_scheduler(scheduler)
-    with scheduler_context(scheduler):
+    with scheduler_context(scheduler), contextlib.ExitStack() as hold:
         return _run_region(
-            config, out_dir, chunk_size=chunk_size, overwrite=overwrite, progress=progress
+            config,
+            out_dir,
+            chunk_size=chunk_size,
+            overwrite=overwrite,
+            progress=progress,
+            hold=hold,
+            budget_bytes=int(memory_budget_mb * 2**20),
         )
 
 
@@ -299,6 +309,8 @@ def _run_region(
     chunk_size: int = 1024,
     overwrite: bool = False,
     progress: Progress = silent,
+    hold: contextlib.ExitStack,
+    budget_bytes: int,
 ) -> RunResult:
     """The body of :func:`run_region`, inside the scheduler context."""
     t0 = time.perf_counter()
@@ -331,7 +343,7 @@ def _run_region(
         lut = lookup_table(region.crosswalk, max_code=max(hist))
         zones = classify(region.codes, lut)
         zones = da.where(region.units > 0, zones, 0).astype(np.uint8)
-        zones = zones.persist()
+        zones = hold.enter_context(held(zones, grid, folder=out_dir, budget_bytes=budget_bytes))
 
         progress("buffers")
         buffers, buffer_notes = _buffers(region, zones)
