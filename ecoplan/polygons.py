@@ -18,11 +18,17 @@ import numpy as np
 import shapely
 from affine import Affine
 from rasterio.features import shapes
-from shapely.geometry import shape
 
 from ecoplan.grid import Grid
 
 __all__ = ["vectorize", "block_pieces"]
+
+
+def _polygon(rings: list) -> shapely.Polygon:
+    # faster than shapely.geometry.shape() for GeoJSON-like polygons
+    shell = shapely.linearrings(np.asarray(rings[0], dtype=np.float64))
+    holes = [shapely.linearrings(np.asarray(r, dtype=np.float64)) for r in rings[1:]]
+    return shapely.polygons(shell, holes or None)
 
 
 def block_pieces(
@@ -44,7 +50,7 @@ def block_pieces(
     transform = Affine.translation(col_off, row_off)
     raw: dict[int, list] = defaultdict(list)
     for geom, value in shapes(values, mask=mask.astype(bool), transform=transform, connectivity=4):
-        raw[int(value)].append(shape(geom))
+        raw[int(value)].append(_polygon(geom["coordinates"]))
     h, w = values.shape
     top, bottom, left, right = seams
     out = {}
@@ -79,22 +85,42 @@ def _merge(final: list, seam: list, transform: Affine) -> shapely.MultiPolygon:
     return shapely.MultiPolygon(list(shapely.normalize(on_grid)))
 
 
+def _vector_chunks(chunks: tuple, block_size: int) -> tuple:
+    """Chunks of at least ``block_size`` cells made of whole computing chunks."""
+    out = []
+    for axis in chunks:
+        merged, size = [], 0
+        for c in axis:
+            size += c
+            if size >= block_size:
+                merged.append(size)
+                size = 0
+        if size:
+            merged.append(size)
+        out.append(tuple(merged))
+    return tuple(out)
+
+
 def vectorize(
     values: np.ndarray | da.Array,
     grid: Grid,
     *,
     mask: np.ndarray | da.Array | None = None,
+    block_size: int = 4096,
 ) -> gpd.GeoDataFrame:
     """One dissolved MultiPolygon per value where ``mask`` is true (default: ``values != 0``).
 
     Pixel edges are followed exactly (4-connected): polygon area = pixel count × pixel area.
-    ``values`` may be a numpy array or a dask array (vectorised block by block, in parallel).
+    ``values`` may be a numpy array or a dask array (vectorised block by block, in parallel,
+    in blocks of at least ``block_size`` cells a side made of whole dask chunks).
     Parts are normalised and sorted, so the result does not depend on the chunking.
     Returns columns ``value`` and ``geometry``, sorted by value.
     """
     if mask is None:
         mask = values != 0
     if isinstance(values, da.Array):
+        # larger blocks than the computing chunks: fewer pieces to merge across seams
+        values = values.rechunk(_vector_chunks(values.chunks, block_size))
         mask = mask if isinstance(mask, da.Array) else da.from_array(mask, chunks=values.chunks)
         mask = mask.rechunk(values.chunks)
         offsets = [np.cumsum((0, *c[:-1])) for c in values.chunks]

@@ -35,7 +35,7 @@ def test_polygon_areas_equal_cell_counts():
 def test_chunked_vectorising_gives_the_same_polygons_as_one_block(chunks):
     values = patches(1)
     whole = vectorize(values, GRID)
-    chunked = vectorize(da.from_array(values, chunks=chunks), GRID)
+    chunked = vectorize(da.from_array(values, chunks=chunks), GRID, block_size=1)
     assert whole["value"].tolist() == chunked["value"].tolist()
     for a, b in zip(whole.geometry, chunked.geometry, strict=True):
         assert shapely.equals_exact(a, b, tolerance=0), (a.wkt[:80], b.wkt[:80])
@@ -44,7 +44,7 @@ def test_chunked_vectorising_gives_the_same_polygons_as_one_block(chunks):
 def test_a_square_across_four_blocks_has_only_its_four_corners():
     values = np.zeros((10, 10), np.uint8)
     values[3:7, 3:7] = 2
-    gdf = vectorize(da.from_array(values, chunks=5), GRID)
+    gdf = vectorize(da.from_array(values, chunks=5), GRID, block_size=5)
     (geom,) = gdf.geometry
     assert len(geom.geoms) == 1
     assert shapely.get_num_coordinates(geom) == 5  # closed ring: 4 corners + repeat
