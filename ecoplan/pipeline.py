@@ -37,6 +37,7 @@ from ecoplan.io import (
     read_vector,
     sha256_file,
 )
+from ecoplan.plans import plans_for_region
 from ecoplan.polygons import vectorize
 from ecoplan.progress import Progress, silent
 from ecoplan.proportions import N_CODES, pair_counts, proportions_table, zone_counts
@@ -397,6 +398,11 @@ def run_region(
     conflict_layer = gpd.GeoDataFrame(
         conflict_rows, columns=conflict_cols, geometry="geometry", crs=grid.crs
     )
+    # --- plan layers (issue 5, ecoplan.plans); an allocation step passes proposed= here ---
+    with dask.config.set(scheduler=scheduler):
+        plans = plans_for_region(region, zones_np, units_np, buffers, proposed=None)
+    notes += plans.warnings
+    # --- end plan layers ---
     for note in notes:
         log.info("%s", note)
 
@@ -418,6 +424,7 @@ def run_region(
             "buffer_zones": buffer_layer,
             "conflicts": conflict_layer,
             "proportions": table,
+            **plans.layers,
             "run_metadata": metadata,
         },
     )
