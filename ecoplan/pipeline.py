@@ -43,6 +43,7 @@ from ecoplan.progress import Progress, silent
 from ecoplan.proportions import N_CODES, pair_counts, proportions_table, zone_counts
 from ecoplan.region import RegionConfig, load_region
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
+from ecoplan.styles import vector_styles
 from ecoplan.zones import ZONE_BY_CODE, zone_code
 
 __all__ = ["RunResult", "Region", "prepare_region", "run_region", "sample_region_path", "STEPS"]
@@ -417,17 +418,18 @@ def run_region(
     }
     with dask.config.set(scheduler=scheduler):
         write_zone_raster(tif_path, zones, grid, tags=tags)
-    write_geopackage(
-        gpkg_path,
-        {
-            "zones": zone_layer,
-            "buffer_zones": buffer_layer,
-            "conflicts": conflict_layer,
-            "proportions": table,
-            **plans.layers,
-            "run_metadata": metadata,
-        },
+    gpkg_layers = {
+        "zones": zone_layer,
+        "buffer_zones": buffer_layer,
+        "conflicts": conflict_layer,
+        "proportions": table,
+        **plans.layers,
+        "run_metadata": metadata,
+    }
+    styles = vector_styles(
+        gpkg_layers, plan_rules=region.rules.plans, buffer_rules=region.rules.buffers
     )
+    write_geopackage(gpkg_path, gpkg_layers, styles=styles, update_time=finished)
     return RunResult(
         region_id=cfg.id,
         geopackage=gpkg_path,
