@@ -42,6 +42,7 @@ from ecoplan.polygons import vectorize
 from ecoplan.progress import Progress, silent
 from ecoplan.proportions import N_CODES, pair_counts, proportions_table, zone_counts
 from ecoplan.region import RegionConfig, load_region
+from ecoplan.report import ReportData, write_report
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
 from ecoplan.styles import vector_styles
 from ecoplan.zones import ZONE_BY_CODE, zone_code
@@ -86,6 +87,8 @@ class RunResult:
     conflicts: pd.DataFrame
     warnings: list[str]
     seconds: float
+    report: Path | None = None  # issue 5: <id>_report.html
+    plan_areas: pd.DataFrame | None = None  # issue 5: area per plan type
 
     def summary(self) -> dict:
         region = self.proportions[self.proportions.level == "region"]
@@ -102,6 +105,10 @@ class RunResult:
             "conflict_area_ha": round(float(self.conflicts["area_ha"].sum()), 2)
             if len(self.conflicts)
             else 0.0,
+            "report": str(self.report) if self.report else None,
+            "plans_ha": {}
+            if self.plan_areas is None
+            else {r.plan_type: round(r.area_ha, 2) for r in self.plan_areas.itertuples()},
             "warnings": self.warnings,
             "seconds": round(self.seconds, 2),
         }
@@ -260,8 +267,9 @@ def run_region(
     out_dir = check_output_dir(out_dir)
     gpkg_path = out_dir / f"{cfg.id}.gpkg"
     tif_path = out_dir / f"{cfg.id}_zones.tif"
+    report_path = out_dir / f"{cfg.id}_report.html"
     if not overwrite:
-        for p in (gpkg_path, tif_path):
+        for p in (gpkg_path, tif_path, report_path):
             if p.exists():
                 raise InputError(
                     f"{p}: output exists; use --overwrite (overwrite=True) to replace it"
@@ -430,6 +438,23 @@ def run_region(
         gpkg_layers, plan_rules=region.rules.plans, buffer_rules=region.rules.buffers
     )
     write_geopackage(gpkg_path, gpkg_layers, styles=styles, update_time=finished)
+    # --- report (issue 5, ecoplan.report); allocation / ML steps add their fields here ---
+    report = ReportData(
+        region_id=cfg.id,
+        name_en=cfg.region.name_en,
+        name_th=cfg.region.name_th,
+        grid=grid,
+        zones=zones_np,
+        proportions=table,
+        buffers=pd.DataFrame(buffer_layer.drop(columns="geometry")),
+        conflicts=pd.DataFrame(conflict_layer.drop(columns="geometry")),
+        metadata=metadata,
+        boundary=region.boundary,
+        plan_areas=plans.areas(),
+        warnings=notes,
+    )
+    write_report(report_path, report)
+    # --- end report ---
     return RunResult(
         region_id=cfg.id,
         geopackage=gpkg_path,
@@ -438,6 +463,8 @@ def run_region(
         conflicts=pd.DataFrame(conflict_layer.drop(columns="geometry")),
         warnings=notes,
         seconds=time.perf_counter() - t0,
+        report=report_path,
+        plan_areas=report.plan_areas,
     )
 
 
