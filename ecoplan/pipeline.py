@@ -297,9 +297,7 @@ def run_region(
         notes += buffer_notes
         n_units = len(region.boundary)
         counts = zone_counts(zones, region.units, n_units=n_units)
-        ring_counts = [
-            pair_counts(b.rings, zones, n_a=len(b.rule.rings) + 1, n_b=N_CODES) for b in buffers
-        ]
+        ring_counts: list[np.ndarray] = []
 
         progress("proportions")
         table = proportions_table(
@@ -311,11 +309,9 @@ def run_region(
         )
 
         progress("polygons")
-        zones_np = zones.compute()
-        units_np = region.units.compute()
         ha = grid.pixel_area_m2 / 1e4
-        key = units_np.astype(np.int32) * N_CODES + zones_np
-        zpoly = vectorize(key, grid, mask=zones_np > 0)
+        key = region.units.astype(np.int32) * N_CODES + zones
+        zpoly = vectorize(key, grid, mask=zones > 0)
         unit_idx = zpoly["value"] // N_CODES
         zcodes = zpoly["value"] % N_CODES
         zone_layer = gpd.GeoDataFrame(
@@ -330,15 +326,17 @@ def run_region(
             crs=grid.crs,
         )
         buffer_rows, conflict_rows = [], []
-        for b, rc in zip(buffers, ring_counts, strict=True):
+        for b in buffers:
             rule = b.rule
+            # one rule at a time: its rings are computed once and released after use
+            rings = b.rings.persist()
+            rc = pair_counts(rings, zones, n_a=len(rule.rings) + 1, n_b=N_CODES)
+            ring_counts.append(rc)
             restricted = [zone_code(z) for z in rule.restricted_zones]
             if b.polygons is not None:
                 ring_geoms = dict(zip(b.polygons["ring"], b.polygons.geometry, strict=True))
-                rings_np = b.rings.compute()
             else:
-                rings_np = b.rings.compute()
-                rp = vectorize(rings_np, grid)
+                rp = vectorize(rings, grid)
                 ring_geoms = dict(zip(rp["value"], rp.geometry, strict=True))
             for k, (inner, outer) in enumerate(rule.rings, start=1):
                 if k not in ring_geoms:
@@ -359,8 +357,10 @@ def run_region(
                     }
                 )
             if restricted:
-                conflict = np.where(
-                    (rings_np > 0) & np.isin(zones_np, restricted), rings_np * N_CODES + zones_np, 0
+                conflict = da.where(
+                    (rings > 0) & da.isin(zones, restricted),
+                    rings.astype(np.int32) * N_CODES + zones,
+                    0,
                 )
                 cp = vectorize(conflict.astype(np.int32), grid)
                 for value, geom in zip(cp["value"], cp.geometry, strict=True):
