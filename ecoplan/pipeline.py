@@ -409,7 +409,7 @@ def run_region(
     )
     # --- plan layers (issue 5, ecoplan.plans); an allocation step passes proposed= here ---
     with dask.config.set(scheduler=scheduler):
-        plans = plans_for_region(region, zones_np, units_np, buffers, proposed=None)
+        plans = plans_for_region(region, zones, region.units, buffers, proposed=None)
     notes += plans.warnings
     # --- end plan layers ---
     for note in notes:
@@ -444,7 +444,7 @@ def run_region(
         name_en=cfg.region.name_en,
         name_th=cfg.region.name_th,
         grid=grid,
-        zones=zones_np,
+        zones=zones,
         proportions=table,
         buffers=pd.DataFrame(buffer_layer.drop(columns="geometry")),
         conflicts=pd.DataFrame(conflict_layer.drop(columns="geometry")),

@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import dask.array as da
 import geopandas as gpd
 import numpy as np
 import pandas as pd
@@ -55,14 +56,14 @@ class PlanInputs:
     """Everything the plan rules may draw from, on one working grid.
 
     ``zones`` are zone codes (uint8, 0 outside), ``units`` the unit index of each cell
-    (1..n, 0 outside the region) with ``unit_ids[i - 1]`` naming unit ``i``. ``buffers`` maps a
+    (1..n, 0 outside the region), both numpy or dask arrays (dask: computed block by block) with ``unit_ids[i - 1]`` naming unit ``i``. ``buffers`` maps a
     buffer rule id to its result; ``skipped_buffers`` maps the id of a buffer that was not
     computed to the reason. ``layers`` maps a vector role to its geometries in the grid's CRS;
     roles the region does not give are absent.
     """
 
-    zones: np.ndarray
-    units: np.ndarray
+    zones: np.ndarray | da.Array
+    units: np.ndarray | da.Array
     unit_ids: Sequence[str]
     grid: Grid
     region_id: str
@@ -117,8 +118,15 @@ def _polygonal(geom) -> shapely.Geometry | None:
     return shapely.union_all(polys)
 
 
-def _unit_polygons(inputs: PlanInputs) -> dict[int, shapely.Geometry]:
-    polys = vectorize(inputs.units.astype(np.int32), inputs.grid, mask=inputs.units > 0)
+def _lazy(a, like=None) -> da.Array:
+    """A dask view of an array (numpy arrays become one block, or ``like``'s blocks)."""
+    if isinstance(a, da.Array):
+        return a if like is None else a.rechunk(like.chunks)
+    return da.from_array(np.asarray(a), chunks=like.chunks if like is not None else -1)
+
+
+def _unit_polygons(units: da.Array, grid: Grid) -> dict[int, shapely.Geometry]:
+    polys = vectorize(units.astype(np.int32), grid, mask=units > 0)
     return dict(zip(polys["value"], polys.geometry, strict=True))
 
 
@@ -131,11 +139,11 @@ class _Source:
         self.reason = reason
 
 
-def _source(rule: PlanRule, inputs: PlanInputs) -> _Source:
+def _source(rule: PlanRule, inputs: PlanInputs, zones: da.Array, units: da.Array) -> _Source:
     src = rule.source
     if src.zones is not None:
-        mask = np.isin(inputs.zones, [zone_code(z) for z in src.zones]) & (inputs.units > 0)
-        if not mask.any():
+        mask = (da.isin(zones, [zone_code(z) for z in src.zones]) & (units > 0)).persist()
+        if not bool(mask.any().compute()):
             return _Source(reason=f"no {'/'.join(src.zones)} cells in the {inputs.zones_from}")
         return _Source(mask=mask)
     if src.layer is not None:
@@ -161,15 +169,15 @@ def _source(rule: PlanRule, inputs: PlanInputs) -> _Source:
         if b.polygons is not None:
             geoms += [g for g in b.polygons.geometry if g is not None and not g.is_empty]
         else:
-            rings = np.asarray(b.rings) > 0
+            rings = _lazy(b.rings, like=units) > 0
             mask = rings if mask is None else (mask | rings)
     if mask is not None:
-        mask = mask & (inputs.units > 0)
+        mask = (mask & (units > 0)).persist()
         if geoms:  # zone bands and vector bands together: the cells join as polygons
             cells = vectorize(mask.astype(np.uint8), inputs.grid)
             geoms += list(cells.geometry)
             mask = None
-        elif not mask.any():
+        elif not bool(mask.any().compute()):
             mask = None
     if mask is not None:
         return _Source(mask=mask)
@@ -195,7 +203,9 @@ def derive_plans(inputs: PlanInputs, rules: Sequence[PlanRule]) -> PlanLayers:
     ``area_ha`` is the ground area of the feature in hectares (the grid's CRS is metric).
     """
     crs = inputs.grid.crs
-    unit_polys = _unit_polygons(inputs)
+    units = _lazy(inputs.units)
+    zones = _lazy(inputs.zones, like=units)
+    unit_polys = _unit_polygons(units, inputs.grid)
     layers: dict[str, gpd.GeoDataFrame] = {}
     notes: list[str] = []
     for plan in PLAN_TYPES:
@@ -204,27 +214,25 @@ def derive_plans(inputs: PlanInputs, rules: Sequence[PlanRule]) -> PlanLayers:
             notes.append(f"plan {plan.id}: no features (the rules have no plans: entry for it)")
             layers[plan.layer] = _empty(crs)
             continue
-        claimed_cells = np.zeros(inputs.units.shape, dtype=bool)
+        claimed_cells = da.zeros(units.shape, dtype=bool, chunks=units.chunks)
         claimed_geom: dict[int, shapely.Geometry] = {}
         pieces: list[tuple[int, PlanRule, shapely.Geometry]] = []
         reasons = []
         for rule in prules:
-            src = _source(rule, inputs)
+            src = _source(rule, inputs, zones, units)
             if src.mask is None and src.geometry is None:
                 reasons.append(f"{rule.id}: {src.reason}")
                 continue
             if src.mask is not None:
-                new = src.mask & ~claimed_cells
-                claimed_cells |= new
-                polys = vectorize(np.where(new, inputs.units, 0).astype(np.int32), inputs.grid)
+                new = (src.mask & ~claimed_cells).persist()
+                claimed_cells = (claimed_cells | new).persist()
+                polys = vectorize(da.where(new, units, 0).astype(np.int32), inputs.grid)
                 for u, g in zip(polys["value"], polys.geometry, strict=True):
                     if u in claimed_geom:
                         g = shapely.difference(g, claimed_geom[u])
                     pieces.append((int(u), rule, g))
                 continue
-            taken = vectorize(
-                np.where(claimed_cells, inputs.units, 0).astype(np.int32), inputs.grid
-            )
+            taken = vectorize(da.where(claimed_cells, units, 0).astype(np.int32), inputs.grid)
             taken_by_unit = dict(zip(taken["value"], taken.geometry, strict=True))
             for u, unit_geom in unit_polys.items():
                 g = shapely.intersection(src.geometry, unit_geom)
@@ -287,11 +295,11 @@ def _features(pieces, plan, inputs: PlanInputs) -> gpd.GeoDataFrame:
 
 def plans_for_region(
     region,
-    zones: np.ndarray,
-    units: np.ndarray,
+    zones: np.ndarray | da.Array,
+    units: np.ndarray | da.Array,
     buffers: Sequence[BufferResult],
     *,
-    proposed: np.ndarray | None = None,
+    proposed: np.ndarray | da.Array | None = None,
 ) -> PlanLayers:
     """Plan layers of a prepared region (``ecoplan.pipeline.Region``) after its buffers.
 

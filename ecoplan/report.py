@@ -66,7 +66,7 @@ class ReportData:
     name_en: str
     name_th: str
     grid: Grid
-    zones: np.ndarray
+    zones: np.ndarray  # or a dask array
     proportions: pd.DataFrame
     buffers: pd.DataFrame
     conflicts: pd.DataFrame
@@ -75,7 +75,7 @@ class ReportData:
     plan_areas: pd.DataFrame | None = None
     warnings: Sequence[str] = field(default_factory=tuple)
     # filled by later steps when they run (allocation, ML classification)
-    proposed: np.ndarray | None = None
+    proposed: np.ndarray | None = None  # or a dask array
     proportions_after: pd.DataFrame | None = None
     zone_changes: pd.DataFrame | None = None
     accuracy: Mapping[str, float] | pd.DataFrame | None = None
@@ -143,7 +143,7 @@ def _map_png(zones: np.ndarray, grid: Grid, boundary, *, title: str) -> str:
     from matplotlib.patches import Patch
 
     step = max(1, math.ceil(max(zones.shape) / MAX_MAP_PIXELS))
-    shown = np.asarray(zones)[::step, ::step]
+    shown = np.asarray(zones[::step, ::step])  # numpy, or dask (computes the sample only)
     left, bottom, right, top = grid.bounds
     with matplotlib.rc_context(_rc()):
         fig, ax = _figure(7.5, 6.5)

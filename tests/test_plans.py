@@ -188,3 +188,28 @@ def test_duplicate_plan_rule_ids_are_refused():
     item = {"id": "x", "plan": "heritage", "subcategory": "s", "source": {"zones": ["forest"]}}
     with pytest.raises(RulesError, match="plan rule id 'x' is used more than once"):
         validate(Rules, {"plans": [item, item]}, source="r.yaml")
+
+
+def test_result_does_not_depend_on_chunking():
+    import dask.array as da
+
+    protected = shapely.box(500000, 2000150, 500250, 2000400)
+    layers = {"protected_areas": gpd.GeoSeries([protected], crs=CRS_UTM)}
+    rules = [
+        rule("pa", "natural_conservation", "Protected area", layer="protected_areas"),
+        rule("forest", "natural_conservation", "Forest", zones=["forest"]),
+        rule("farm", "sustainable_agriculture", "Farm", zones=["agriculture"]),
+    ]
+    whole = derive_plans(inputs(layers=layers), rules)
+    chunked = derive_plans(
+        inputs(
+            zones=da.from_array(ZONES, chunks=(3, 2)),
+            units=da.from_array(UNITS, chunks=(3, 2)),
+            layers=layers,
+        ),
+        rules,
+    )
+    for name, gdf in whole.layers.items():
+        other = chunked.layers[name]
+        assert gdf.drop(columns="geometry").equals(other.drop(columns="geometry")), name
+        assert all(shapely.equals(a, b) for a, b in zip(gdf.geometry, other.geometry, strict=True))
