@@ -56,10 +56,11 @@ class PlanInputs:
     """Everything the plan rules may draw from, on one working grid.
 
     ``zones`` are zone codes (uint8, 0 outside), ``units`` the unit index of each cell
-    (1..n, 0 outside the region), both numpy or dask arrays (dask: computed block by block) with ``unit_ids[i - 1]`` naming unit ``i``. ``buffers`` maps a
-    buffer rule id to its result; ``skipped_buffers`` maps the id of a buffer that was not
-    computed to the reason. ``layers`` maps a vector role to its geometries in the grid's CRS;
-    roles the region does not give are absent.
+    (1..n, 0 outside the region), with ``unit_ids[i - 1]`` naming unit ``i``; both numpy or
+    dask arrays (dask ones are computed block by block). ``buffers`` maps a buffer rule id to
+    its result; ``skipped_buffers`` maps the id of a buffer that was not computed to the reason.
+    ``layers`` maps a vector role to its geometries in the grid's CRS; roles the region does
+    not give are absent.
     """
 
     zones: np.ndarray | da.Array
