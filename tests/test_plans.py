@@ -213,3 +213,69 @@ def test_result_does_not_depend_on_chunking():
         other = chunked.layers[name]
         assert gdf.drop(columns="geometry").equals(other.drop(columns="geometry")), name
         assert all(shapely.equals(a, b) for a, b in zip(gdf.geometry, other.geometry, strict=True))
+
+
+def test_run_derives_plans_from_vector_roles_and_their_buffers(tmp_path):
+    """End to end: heritage points, a protected area and an estate on a 20 x 20 grid of 1 ha."""
+    import pyogrio
+    from synthetic_region import PIXEL, X0, Y0, box_boundary, write_raster, write_region
+
+    from ecoplan.pipeline import run_region
+
+    codes = np.full((20, 20), 10, np.uint8)  # tree cover -> forest
+    codes[:, 10:] = 40  # cropland -> agriculture (unit B)
+    codes[2:4, 12:14] = 50  # built-up -> urban, 4 ha
+    write_raster(tmp_path / "lc.tif", codes)
+    box_boundary(
+        tmp_path / "units.gpkg",
+        {
+            "A": (X0, Y0 - 20 * PIXEL, X0 + 10 * PIXEL, Y0),
+            "B": (X0 + 10 * PIXEL, Y0 - 20 * PIXEL, X0 + 20 * PIXEL, Y0),
+        },
+    )
+    # a protected area of 3 x 2 cells in unit A, an estate of 2 x 2 cells in unit B
+    gpd.GeoDataFrame(
+        geometry=[shapely.box(X0 + 100, Y0 - 500, X0 + 400, Y0 - 300)], crs="EPSG:32647"
+    ).to_file(tmp_path / "pa.gpkg")
+    gpd.GeoDataFrame(
+        geometry=[shapely.box(X0 + 1500, Y0 - 1500, X0 + 1700, Y0 - 1300)], crs="EPSG:32647"
+    ).to_file(tmp_path / "estates.gpkg")
+    # a heritage site (a point) in the middle of unit B
+    gpd.GeoDataFrame(geometry=[shapely.Point(X0 + 1550, Y0 - 850)], crs="EPSG:32647").to_file(
+        tmp_path / "heritage.gpkg"
+    )
+    region = write_region(
+        tmp_path,
+        landcover="lc.tif",
+        boundary="units.gpkg",
+        layers={
+            "protected_areas": {"path": "pa.gpkg"},
+            "industrial_estates": {"path": "estates.gpkg"},
+            "heritage_sites": {"path": "heritage.gpkg"},
+        },
+    )
+    result = run_region(region, tmp_path / "out")
+    gpkg = result.geopackage
+
+    def layer(name):
+        return pyogrio.read_dataframe(gpkg, layer=name)
+
+    heritage = layer("plan_heritage")
+    assert heritage["subcategory"].tolist() == ["Heritage protection buffer"]
+    assert heritage["rule_ids"].tolist() == ["heritage_belt"]
+    assert heritage["unit_id"].tolist() == ["B"]
+    # a 50 m buffer around a point: pi * 50^2 m2, less the polygon approximation
+    assert heritage["area_ha"].iloc[0] == pytest.approx(np.pi * 50**2 / 1e4, rel=0.01)
+
+    estate = layer("plan_eco_industrial")
+    assert estate["subcategory"].tolist() == ["Industrial estate"]
+    assert estate["area_ha"].tolist() == pytest.approx([4.0])
+
+    cons = layer("plan_natural_conservation").set_index(["unit_id", "subcategory"])
+    assert cons.loc[("A", "Protected area"), "area_ha"] == pytest.approx(6.0)
+    # forest of unit A less the protected area: 200 - 6 cells
+    assert cons.loc[("A", "Forest"), "area_ha"] == pytest.approx(194.0)
+    city = layer("plan_livable_city")
+    assert city["area_ha"].sum() == pytest.approx(4.0)
+    assert not any("plan heritage" in w for w in result.warnings)
+    assert any("plan secure_rural: no features" in w for w in result.warnings)
