@@ -6,6 +6,7 @@ outputs (GeoPackage, zone GeoTIFF). Raster steps are lazy dask arrays mapped blo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
@@ -44,6 +45,7 @@ from ecoplan.proportions import N_CODES, pair_counts, proportions_table, zone_co
 from ecoplan.region import RegionConfig, load_region
 from ecoplan.report import ReportData, write_report
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
+from ecoplan.spill import held
 from ecoplan.styles import vector_styles
 from ecoplan.zones import ZONE_BY_CODE, zone_code
 
@@ -53,7 +55,43 @@ log = logging.getLogger(__name__)
 
 STEPS = ("inputs", "classify", "buffers", "proportions", "polygons", "write")
 
-Scheduler = Literal["threads", "synchronous", "processes"]
+Scheduler = Literal["threads", "synchronous", "processes"] | str
+LOCAL_SCHEDULERS = ("threads", "synchronous", "processes")
+
+
+def check_scheduler(scheduler: str) -> None:
+    """Accept a local dask scheduler name or a ``dask.distributed`` address (``tcp://…``)."""
+    if scheduler in LOCAL_SCHEDULERS or "://" in str(scheduler):
+        return
+    raise ValueError(
+        f"scheduler must be one of {', '.join(LOCAL_SCHEDULERS)} or a dask.distributed "
+        f"scheduler address such as tcp://10.0.0.5:8786 (got {scheduler!r})"
+    )
+
+
+@contextlib.contextmanager
+def scheduler_context(scheduler: str):
+    """Run the dask graphs inside with a local scheduler or on a ``dask.distributed`` cluster."""
+    if scheduler in LOCAL_SCHEDULERS:
+        with dask.config.set(scheduler=scheduler):
+            yield
+        return
+    try:
+        from distributed import Client
+    except ImportError as err:  # pragma: no cover - distributed is an optional extra
+        raise InputError(
+            f"scheduler {scheduler}: the dask.distributed package is not installed; "
+            "pip install 'ecoplan[cluster]'"
+        ) from err
+    try:
+        client = Client(scheduler, timeout="20s", set_as_default=False)
+    except OSError as err:
+        raise InputError(f"scheduler {scheduler}: cannot connect ({err})") from err
+    try:
+        with client.as_current(), dask.config.set(scheduler="dask.distributed"):
+            yield
+    finally:
+        client.close()
 
 
 @dataclass
@@ -248,17 +286,42 @@ def run_region(
     chunk_size: int = 1024,
     scheduler: Scheduler = "threads",
     overwrite: bool = False,
+    memory_budget_mb: float = 512,
     progress: Progress = silent,
 ) -> RunResult:
     """Run the whole eco-plan pipeline for one region and write its outputs into ``out_dir``.
 
     Writes ``<region_id>.gpkg`` and ``<region_id>_zones.tif``; refuses to replace existing
-    outputs unless ``overwrite``. Same inputs and rules give the same outputs, for any
-    ``chunk_size`` and scheduler.
+    outputs unless ``overwrite``. ``scheduler`` is ``threads`` (default), ``synchronous``,
+    ``processes``, or the address of a ``dask.distributed`` scheduler (``tcp://host:8786``).
+    Same inputs and rules give the same outputs, for any ``chunk_size`` and scheduler.
+    An intermediate raster larger than ``memory_budget_mb`` is kept in a temporary file in
+    ``out_dir`` instead of in memory.
     """
-    valid = ("threads", "synchronous", "processes")
-    if scheduler not in valid:
-        raise ValueError(f"scheduler must be one of {', '.join(valid)} (got {scheduler!r})")
+    check_scheduler(scheduler)
+    with scheduler_context(scheduler), contextlib.ExitStack() as hold:
+        return _run_region(
+            config,
+            out_dir,
+            chunk_size=chunk_size,
+            overwrite=overwrite,
+            progress=progress,
+            hold=hold,
+            budget_bytes=int(memory_budget_mb * 2**20),
+        )
+
+
+def _run_region(
+    config: RegionConfig | str | Path,
+    out_dir: str | Path,
+    *,
+    chunk_size: int = 1024,
+    overwrite: bool = False,
+    progress: Progress = silent,
+    hold: contextlib.ExitStack,
+    budget_bytes: int,
+) -> RunResult:
+    """The body of :func:`run_region`, inside the scheduler context."""
     t0 = time.perf_counter()
     started = datetime.now(UTC)
     progress("inputs")
@@ -277,7 +340,7 @@ def run_region(
     notes = list(region.warnings)
     grid = region.grid
 
-    with dask.config.set(scheduler=scheduler), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         progress("classify")
         hist = code_histogram(region.codes, region.units)
@@ -290,7 +353,7 @@ def run_region(
         lut = lookup_table(region.crosswalk, max_code=max(hist))
         zones = classify(region.codes, lut)
         zones = da.where(region.units > 0, zones, 0).astype(np.uint8)
-        zones = zones.persist()
+        zones = hold.enter_context(held(zones, grid, folder=out_dir, budget_bytes=budget_bytes))
 
         progress("buffers")
         buffers, buffer_notes = _buffers(region, zones)
@@ -408,8 +471,7 @@ def run_region(
         conflict_rows, columns=conflict_cols, geometry="geometry", crs=grid.crs
     )
     # --- plan layers (issue 5, ecoplan.plans); an allocation step passes proposed= here ---
-    with dask.config.set(scheduler=scheduler):
-        plans = plans_for_region(region, zones, region.units, buffers, proposed=None)
+    plans = plans_for_region(region, zones, region.units, buffers, proposed=None)
     notes += plans.warnings
     # --- end plan layers ---
     for note in notes:
@@ -424,8 +486,7 @@ def run_region(
         "RULES_SHA256": region.rules.digest(),
         "CROSSWALK": region.crosswalk.name,
     }
-    with dask.config.set(scheduler=scheduler):
-        write_zone_raster(tif_path, zones, grid, tags=tags)
+    write_zone_raster(tif_path, zones, grid, tags=tags)
     gpkg_layers = {
         "zones": zone_layer,
         "buffer_zones": buffer_layer,

@@ -12,7 +12,9 @@ plan is not taken again, so the features of a plan layer never overlap and ``are
 to the plan's area. One feature per (unit, sub-category); ``rule_ids`` lists the rules whose
 land it holds. Plans may overlap each other (a heritage site inside a city is in both).
 
-The core, :func:`derive_plans`, is pure (arrays and GeoDataFrames in, GeoDataFrames out);
+The core, :func:`derive_plans`, is pure (arrays and GeoDataFrames in, GeoDataFrames out).
+Cell masks stay lazy dask expressions of the zones (nothing the size of the grid is held in
+memory besides what the caller holds); they are computed block by block when vectorised.
 :func:`plans_for_region` gathers its inputs from a prepared region (reading the vector roles).
 """
 
@@ -143,7 +145,7 @@ class _Source:
 def _source(rule: PlanRule, inputs: PlanInputs, zones: da.Array, units: da.Array) -> _Source:
     src = rule.source
     if src.zones is not None:
-        mask = (da.isin(zones, [zone_code(z) for z in src.zones]) & (units > 0)).persist()
+        mask = da.isin(zones, [zone_code(z) for z in src.zones]) & (units > 0)
         if not bool(mask.any().compute()):
             return _Source(reason=f"no {'/'.join(src.zones)} cells in the {inputs.zones_from}")
         return _Source(mask=mask)
@@ -173,7 +175,7 @@ def _source(rule: PlanRule, inputs: PlanInputs, zones: da.Array, units: da.Array
             rings = _lazy(b.rings, like=units) > 0
             mask = rings if mask is None else (mask | rings)
     if mask is not None:
-        mask = (mask & (units > 0)).persist()
+        mask = mask & (units > 0)
         if geoms:  # zone bands and vector bands together: the cells join as polygons
             cells = vectorize(mask.astype(np.uint8), inputs.grid)
             geoms += list(cells.geometry)
@@ -225,8 +227,8 @@ def derive_plans(inputs: PlanInputs, rules: Sequence[PlanRule]) -> PlanLayers:
                 reasons.append(f"{rule.id}: {src.reason}")
                 continue
             if src.mask is not None:
-                new = (src.mask & ~claimed_cells).persist()
-                claimed_cells = (claimed_cells | new).persist()
+                new = src.mask & ~claimed_cells
+                claimed_cells = claimed_cells | new
                 polys = vectorize(da.where(new, units, 0).astype(np.int32), inputs.grid)
                 for u, g in zip(polys["value"], polys.geometry, strict=True):
                     if u in claimed_geom:

@@ -212,3 +212,21 @@ def test_vector_buffer_around_a_lon_lat_river_is_in_metres(tmp_path):
     assert band.area.item() == pytest.approx(expected, rel=0.005)
     # the raster count for the band is within one cell of the exact polygon along its edge
     assert band.area_ha.item() == pytest.approx(expected / 1e4, abs=2 * (2000 + 600) * 100 / 1e4)
+
+
+def test_a_zone_raster_over_the_memory_budget_is_spilled_to_disk_with_the_same_result(
+    two_units, tmp_path
+):
+    run_region(two_units, tmp_path / "mem", chunk_size=16)
+    run_region(two_units, tmp_path / "disk", chunk_size=16, memory_budget_mb=0.0001)
+    with (
+        rasterio.open(tmp_path / "mem" / "test_zones.tif") as a,
+        rasterio.open(tmp_path / "disk" / "test_zones.tif") as b,
+    ):
+        np.testing.assert_array_equal(a.read(1), b.read(1))
+    for layer in ("zones", "buffer_zones", "proportions"):
+        pd.testing.assert_frame_equal(
+            pd.DataFrame(read(tmp_path / "mem" / "test.gpkg", layer)),
+            pd.DataFrame(read(tmp_path / "disk" / "test.gpkg", layer)),
+        )
+    assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == ["test.gpkg", "test_zones.tif"]
