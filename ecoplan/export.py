@@ -1,4 +1,5 @@
-"""Writing outputs: the GeoPackage, the zone GeoTIFF. Every file is written atomically.
+"""Writing outputs: the GeoPackage (with QGIS styles), the zone GeoTIFF (with its ``.qml``),
+text files such as the report. Every file is written atomically.
 
 A file is first written under a hidden temporary name in the same folder, then renamed over the
 final name, so a failed or killed run never leaves a half-written file under a final name and
@@ -10,9 +11,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import dask.array as da
 import geopandas as gpd
@@ -25,9 +29,33 @@ from rasterio.enums import ColorInterp
 
 from ecoplan.errors import OutputError
 from ecoplan.grid import Grid
+from ecoplan.styles import LayerStyle, category_names, zone_raster_qml
 from ecoplan.zones import NODATA, ZONES, colormap
 
-__all__ = ["atomic_path", "write_geopackage", "write_zone_raster", "check_output_dir"]
+__all__ = [
+    "atomic_path",
+    "write_geopackage",
+    "write_zone_raster",
+    "write_text",
+    "check_output_dir",
+    "LAYER_STYLES_COLUMNS",
+]
+
+LAYER_STYLES_COLUMNS = [
+    "f_table_catalog",
+    "f_table_schema",
+    "f_table_name",
+    "f_geometry_column",
+    "styleName",
+    "styleQML",
+    "styleSLD",
+    "useAsDefault",
+    "description",
+    "owner",
+    "ui",
+    "update_time",
+]
+"""Columns of the ``layer_styles`` table, as QGIS creates it (its ``id`` is the primary key)."""
 
 
 def check_output_dir(path: str | Path) -> Path:
@@ -76,11 +104,20 @@ def _remove(path: Path) -> None:
             p.unlink()
 
 
-def write_geopackage(path: str | Path, layers: dict[str, pd.DataFrame]) -> Path:
-    """Write tables and layers into one new GeoPackage (atomically). Order of ``layers`` is kept.
+def write_geopackage(
+    path: str | Path,
+    layers: dict[str, pd.DataFrame],
+    *,
+    styles: Mapping[str, LayerStyle] | None = None,
+    update_time: datetime | None = None,
+) -> Path:
+    """Write tables and layers into one new GeoPackage 1.2 (atomically). Order of ``layers`` is
+    kept.
 
     GeoDataFrames become spatial layers (polygons promoted to MultiPolygon); plain DataFrames
-    become attribute tables.
+    become attribute tables. ``styles`` (layer name -> style) become the ``layer_styles`` table,
+    one default row per layer, which QGIS reads when it opens the layer; ``update_time``
+    (default: now, UTC) is stamped on the rows.
     """
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -96,6 +133,64 @@ def write_geopackage(path: str | Path, layers: dict[str, pd.DataFrame]) -> Path:
                 pyogrio.write_dataframe(df, tmp, **kwargs)
             except pyogrio.errors.DataSourceError as err:
                 raise OSError(errno.EIO, f"layer {name}: {err}") from err
+        if styles:
+            unknown = sorted(set(styles) - set(layers))
+            if unknown:
+                raise ValueError(f"styles for layers not written: {', '.join(unknown)}")
+            table = _layer_styles_table(tmp, styles, update_time or datetime.now(UTC))
+            try:
+                pyogrio.write_dataframe(
+                    table,
+                    tmp,
+                    layer="layer_styles",
+                    driver="GPKG",
+                    append=True,
+                    layer_options={"FID": "id", "IDENTIFIER": "layer_styles"},
+                )
+            except pyogrio.errors.DataSourceError as err:
+                raise OSError(errno.EIO, f"layer layer_styles: {err}") from err
+    return path
+
+
+def _layer_styles_table(
+    gpkg: Path, styles: Mapping[str, LayerStyle], update_time: datetime
+) -> pd.DataFrame:
+    """One default ``layer_styles`` row per styled layer, naming its real geometry column."""
+    con = sqlite3.connect(f"file:{gpkg}?mode=ro", uri=True)
+    try:
+        columns = dict(con.execute("SELECT table_name, column_name FROM gpkg_geometry_columns"))
+    finally:
+        con.close()
+    stamp = pd.Timestamp(update_time)
+    stamp = stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+    rows = []
+    for name, style in styles.items():
+        if name not in columns:
+            raise ValueError(f"layer {name}: has no geometry column, so QGIS cannot style it")
+        rows.append(
+            {
+                "f_table_catalog": "",
+                "f_table_schema": "",  # QGIS matches '' exactly; NULL would not be found
+                "f_table_name": name,
+                "f_geometry_column": columns[name],
+                "styleName": name,
+                "styleQML": style.qml,
+                "styleSLD": style.sld,
+                "useAsDefault": True,
+                "description": style.description,
+                "owner": "",
+                "ui": "",
+                "update_time": stamp,
+            }
+        )
+    return pd.DataFrame(rows, columns=LAYER_STYLES_COLUMNS)
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write a UTF-8 text file (a report, a ``.qml``) atomically."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
     return path
 
 
@@ -105,7 +200,10 @@ def write_zone_raster(
     """Write the zone raster as a cloud-optimised GeoTIFF: uint8, nodata 0, colour table.
 
     Blocks are written one at a time into a tiled GeoTIFF, then GDAL's COG driver lays it out
-    with overviews built by mode resampling (categories stay categories).
+    with overviews built by mode resampling (categories stay categories). Beside it go
+    ``<name>.tif.aux.xml`` (GDAL category names, English | Thai) and ``<name>.qml`` (a QGIS
+    paletted style with the 8 classes 0-7, which QGIS loads by default; the TIFF's colour table
+    alone makes QGIS list 256 entries).
     """
     path = Path(path)
     profile = {
@@ -144,7 +242,23 @@ def write_zone_raster(
             )
         finally:
             _remove(work)
+    write_text(path.with_name(path.name + ".aux.xml"), _pam_categories(category_names()))
+    write_text(path.with_suffix(".qml"), zone_raster_qml())
     return path
+
+
+def _pam_categories(names: list[str]) -> str:
+    """A GDAL PAM sidecar holding the band's category names (GeoTIFF keeps them there)."""
+    cats = "".join(f"      <Category>{escape(n)}</Category>\n" for n in names)
+    return (
+        "<PAMDataset>\n"
+        '  <PAMRasterBand band="1">\n'
+        "    <CategoryNames>\n"
+        f"{cats}"
+        "    </CategoryNames>\n"
+        "  </PAMRasterBand>\n"
+        "</PAMDataset>\n"
+    )
 
 
 def _store(zones: da.Array, dst) -> None:

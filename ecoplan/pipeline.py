@@ -38,12 +38,15 @@ from ecoplan.io import (
     read_vector,
     sha256_file,
 )
+from ecoplan.plans import plans_for_region
 from ecoplan.polygons import vectorize
 from ecoplan.progress import Progress, silent
 from ecoplan.proportions import N_CODES, pair_counts, proportions_table, zone_counts
 from ecoplan.region import RegionConfig, load_region
+from ecoplan.report import ReportData, write_report
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
 from ecoplan.spill import held
+from ecoplan.styles import vector_styles
 from ecoplan.zones import ZONE_BY_CODE, zone_code
 
 __all__ = ["RunResult", "Region", "prepare_region", "run_region", "sample_region_path", "STEPS"]
@@ -122,6 +125,8 @@ class RunResult:
     conflicts: pd.DataFrame
     warnings: list[str]
     seconds: float
+    report: Path | None = None  # issue 5: <id>_report.html
+    plan_areas: pd.DataFrame | None = None  # issue 5: area per plan type
 
     def summary(self) -> dict:
         region = self.proportions[self.proportions.level == "region"]
@@ -138,6 +143,10 @@ class RunResult:
             "conflict_area_ha": round(float(self.conflicts["area_ha"].sum()), 2)
             if len(self.conflicts)
             else 0.0,
+            "report": str(self.report) if self.report else None,
+            "plans_ha": {}
+            if self.plan_areas is None
+            else {r.plan_type: round(r.area_ha, 2) for r in self.plan_areas.itertuples()},
             "warnings": self.warnings,
             "seconds": round(self.seconds, 2),
         }
@@ -321,8 +330,9 @@ def _run_region(
     out_dir = check_output_dir(out_dir)
     gpkg_path = out_dir / f"{cfg.id}.gpkg"
     tif_path = out_dir / f"{cfg.id}_zones.tif"
+    report_path = out_dir / f"{cfg.id}_report.html"
     if not overwrite:
-        for p in (gpkg_path, tif_path):
+        for p in (gpkg_path, tif_path, report_path):
             if p.exists():
                 raise InputError(
                     f"{p}: output exists; use --overwrite (overwrite=True) to replace it"
@@ -460,6 +470,10 @@ def _run_region(
     conflict_layer = gpd.GeoDataFrame(
         conflict_rows, columns=conflict_cols, geometry="geometry", crs=grid.crs
     )
+    # --- plan layers (issue 5, ecoplan.plans); an allocation step passes proposed= here ---
+    plans = plans_for_region(region, zones, region.units, buffers, proposed=None)
+    notes += plans.warnings
+    # --- end plan layers ---
     for note in notes:
         log.info("%s", note)
 
@@ -473,16 +487,35 @@ def _run_region(
         "CROSSWALK": region.crosswalk.name,
     }
     write_zone_raster(tif_path, zones, grid, tags=tags)
-    write_geopackage(
-        gpkg_path,
-        {
-            "zones": zone_layer,
-            "buffer_zones": buffer_layer,
-            "conflicts": conflict_layer,
-            "proportions": table,
-            "run_metadata": metadata,
-        },
+    gpkg_layers = {
+        "zones": zone_layer,
+        "buffer_zones": buffer_layer,
+        "conflicts": conflict_layer,
+        "proportions": table,
+        **plans.layers,
+        "run_metadata": metadata,
+    }
+    styles = vector_styles(
+        gpkg_layers, plan_rules=region.rules.plans, buffer_rules=region.rules.buffers
     )
+    write_geopackage(gpkg_path, gpkg_layers, styles=styles, update_time=finished)
+    # --- report (issue 5, ecoplan.report); allocation / ML steps add their fields here ---
+    report = ReportData(
+        region_id=cfg.id,
+        name_en=cfg.region.name_en,
+        name_th=cfg.region.name_th,
+        grid=grid,
+        zones=zones,
+        proportions=table,
+        buffers=pd.DataFrame(buffer_layer.drop(columns="geometry")),
+        conflicts=pd.DataFrame(conflict_layer.drop(columns="geometry")),
+        metadata=metadata,
+        boundary=region.boundary,
+        plan_areas=plans.areas(),
+        warnings=notes,
+    )
+    write_report(report_path, report)
+    # --- end report ---
     return RunResult(
         region_id=cfg.id,
         geopackage=gpkg_path,
@@ -491,6 +524,8 @@ def _run_region(
         conflicts=pd.DataFrame(conflict_layer.drop(columns="geometry")),
         warnings=notes,
         seconds=time.perf_counter() - t0,
+        report=report_path,
+        plan_areas=report.plan_areas,
     )
 
 

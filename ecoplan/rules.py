@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ecoplan._yaml import read_yaml, validate
 from ecoplan.errors import RulesError
+from ecoplan.plan_types import PLAN_TYPES
 from ecoplan.zones import ZONE_BY_NAME
 
 __all__ = [
@@ -35,6 +36,8 @@ __all__ = [
     "shipped_rules_names",
     "shipped_crosswalk_names",
     "rules_dir",
+    "PlanSource",
+    "PlanRule",
 ]
 
 VECTOR_ROLES = (
@@ -210,6 +213,8 @@ class Rules(_Strict):
     proportions: ProportionSettings = Field(default_factory=ProportionSettings)
     buffers: list[BufferRule] = Field(default_factory=list)
     targets: list[Target] = Field(default_factory=list)
+    plans: list[PlanRule] = Field(default_factory=list)  # issue 5: plan layers
+    _plans_unique = field_validator("plans")(classmethod(lambda cls, v: _unique_plan_rule_ids(v)))
 
     @field_validator("buffers")
     @classmethod
@@ -341,3 +346,73 @@ def load_crosswalk(name_or_path: str | Path) -> Crosswalk:
     folder = rules_dir() / "crosswalks"
     path = _resolve(name_or_path, kind="crosswalk", folder=folder, names=shipped_crosswalk_names())
     return validate(Crosswalk, read_yaml(path), source=path)
+
+
+# --- plan layers (issue 5) -------------------------------------------------------------------
+# One rule adds one kind of land to one of the six plan layers (``plan_<id>``). The rules of a
+# plan are applied in file order: land claimed by an earlier rule of the same plan is not
+# claimed again, so the features of a plan layer do not overlap and their areas add up.
+
+PLAN_IDS = tuple(p.id for p in PLAN_TYPES)
+
+
+class PlanSource(_Strict):
+    """What a plan rule takes: cells of some zones, a vector role, or the bands of buffers."""
+
+    zones: list[str] | None = None
+    layer: Literal[VECTOR_ROLES] | None = None  # type: ignore[valid-type]
+    buffers: list[Id] | None = None
+
+    @field_validator("zones")
+    @classmethod
+    def _zones_known(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        if not v:
+            raise ValueError("must list at least one zone")
+        return _check_zone_names(v)
+
+    @field_validator("buffers")
+    @classmethod
+    def _some_buffers(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and not v:
+            raise ValueError("must list at least one buffer id")
+        return v
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> PlanSource:
+        given = [k for k in ("zones", "layer", "buffers") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of 'zones' (zone names), 'layer' (a vector role) or "
+                "'buffers' (buffer rule ids)"
+            )
+        return self
+
+    def describe(self) -> str:
+        if self.zones is not None:
+            return "zones:" + ",".join(self.zones)
+        if self.layer is not None:
+            return f"layer:{self.layer}"
+        return "buffers:" + ",".join(self.buffers or ())
+
+
+class PlanRule(_Strict):
+    """One kind of land in one plan layer, e.g. forest zones in the conservation plan."""
+
+    id: Id
+    plan: Literal[PLAN_IDS]  # type: ignore[valid-type]
+    subcategory: str
+    subcategory_th: str = ""
+    source: PlanSource
+    basis: str = ""
+
+
+def _unique_plan_rule_ids(v: list[PlanRule]) -> list[PlanRule]:
+    dupes = [k for k, n in Counter(r.id for r in v).items() if n > 1]
+    if dupes:
+        raise ValueError(f"plan rule id {dupes[0]!r} is used more than once")
+    return v
+
+
+Rules.model_rebuild()

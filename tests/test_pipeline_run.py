@@ -229,4 +229,10 @@ def test_a_zone_raster_over_the_memory_budget_is_spilled_to_disk_with_the_same_r
             pd.DataFrame(read(tmp_path / "mem" / "test.gpkg", layer)),
             pd.DataFrame(read(tmp_path / "disk" / "test.gpkg", layer)),
         )
-    assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == ["test.gpkg", "test_zones.tif"]
+    assert sorted(p.name for p in (tmp_path / "disk").iterdir()) == [
+        "test.gpkg",
+        "test_report.html",
+        "test_zones.qml",
+        "test_zones.tif",
+        "test_zones.tif.aux.xml",
+    ]
