@@ -19,7 +19,7 @@ from pathlib import Path
 import click
 
 from ecoplan.errors import EcoplanError, InputError, RulesError
-from ecoplan.pipeline import STEPS, RunResult, run_region, sample_region_path
+from ecoplan.pipeline import STEPS, RunResult, check_scheduler, run_region, sample_region_path
 from ecoplan.progress import silent, tqdm_progress
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,20 @@ _chunk = click.option(
     show_default=True,
     type=click.IntRange(min=64),
     help="Raster block size in pixels (results do not depend on it).",
+)
+_scheduler = click.option(
+    "--scheduler",
+    default="threads",
+    show_default=True,
+    metavar="threads|synchronous|processes|tcp://HOST:PORT",
+    help="Dask scheduler: a local one, or the address of a dask.distributed scheduler.",
+)
+_budget = click.option(
+    "--memory-budget-mb",
+    default=512.0,
+    show_default=True,
+    type=click.FloatRange(min=0),
+    help="Keep the zone raster in memory up to this size; above it, in a temporary file.",
 )
 _quiet = click.option(
     "-q", "--quiet", is_flag=True, help="No progress bar, no summary, no warnings; errors only."
@@ -124,6 +138,8 @@ def run_regions(
     chunk_size: int,
     quiet: bool,
     as_json: bool,
+    scheduler: str = "threads",
+    memory_budget_mb: float = 512.0,
 ) -> list[Outcome]:
     """Run every region file; one failing does not stop the others."""
     outcomes: list[Outcome] = []
@@ -150,7 +166,13 @@ def run_regions(
             report, close = tqdm_progress(len(STEPS), desc=desc)
         try:
             result = run_region(
-                path, out_dir, overwrite=overwrite, chunk_size=chunk_size, progress=report
+                path,
+                out_dir,
+                overwrite=overwrite,
+                chunk_size=chunk_size,
+                scheduler=scheduler,
+                memory_budget_mb=memory_budget_mb,
+                progress=report,
             )
             outcomes.append(Outcome(path, result.region_id, result=result))
         except EcoplanError as err:
@@ -264,9 +286,21 @@ def _finish(outcomes: list[Outcome], *, batch: bool, quiet: bool, as_json: bool)
 @_out
 @_overwrite
 @_chunk
+@_scheduler
+@_budget
 @_quiet
 @_json
-def run(region_yaml, batch_file, out_dir, overwrite, chunk_size, quiet, as_json):
+def run(
+    region_yaml,
+    batch_file,
+    out_dir,
+    overwrite,
+    chunk_size,
+    scheduler,
+    memory_budget_mb,
+    quiet,
+    as_json,
+):
     """Compute the eco-plan of each region described by REGION_YAML… into --out.
 
     Several regions (or a --batch file) run one after the other; one region's bad input is
@@ -278,6 +312,11 @@ def run(region_yaml, batch_file, out_dir, overwrite, chunk_size, quiet, as_json)
     if not paths:
         raise click.UsageError("give at least one REGION_YAML or --batch FILE")
     batch = len(paths) > 1 or batch_file is not None
+    try:
+        check_scheduler(scheduler)
+    except ValueError as err:
+        raise click.BadParameter(str(err), param_hint="--scheduler") from None
+    options = {"scheduler": scheduler, "memory_budget_mb": memory_budget_mb}
     if not batch:  # one region: its error is the command's error (``error: …``, exit 2)
         _run_single(
             paths[0],
@@ -286,22 +325,45 @@ def run(region_yaml, batch_file, out_dir, overwrite, chunk_size, quiet, as_json)
             chunk_size=chunk_size,
             quiet=quiet,
             as_json=as_json,
+            **options,
         )
         return
     outcomes = run_regions(
-        paths, out_dir, overwrite=overwrite, chunk_size=chunk_size, quiet=quiet, as_json=as_json
+        paths,
+        out_dir,
+        overwrite=overwrite,
+        chunk_size=chunk_size,
+        quiet=quiet,
+        as_json=as_json,
+        **options,
     )
     _finish(outcomes, batch=True, quiet=quiet, as_json=as_json)
 
 
-def _run_single(path: Path, out_dir: Path, *, overwrite, chunk_size, quiet, as_json) -> None:
+def _run_single(
+    path: Path,
+    out_dir: Path,
+    *,
+    overwrite,
+    chunk_size,
+    quiet,
+    as_json,
+    scheduler="threads",
+    memory_budget_mb=512.0,
+) -> None:
     if quiet or as_json:
         report, close = silent, (lambda: None)
     else:
         report, close = tqdm_progress(len(STEPS), desc=f"ecoplan {path.parent.name}")
     try:
         result = run_region(
-            path, out_dir, overwrite=overwrite, chunk_size=chunk_size, progress=report
+            path,
+            out_dir,
+            overwrite=overwrite,
+            chunk_size=chunk_size,
+            scheduler=scheduler,
+            memory_budget_mb=memory_budget_mb,
+            progress=report,
         )
     finally:
         close()
