@@ -24,6 +24,8 @@ import shapely
 from rasterio.warp import transform_bounds
 
 from ecoplan import __version__
+from ecoplan.allocation import propose_plan
+from ecoplan.areas import pair_areas_m2
 from ecoplan.buffers import BufferResult, vector_buffer, zone_rings
 from ecoplan.classify import check_codes, classify, code_histogram, lookup_table
 from ecoplan.errors import InputError
@@ -39,7 +41,7 @@ from ecoplan.io import (
 )
 from ecoplan.polygons import vectorize
 from ecoplan.progress import Progress, silent
-from ecoplan.proportions import N_CODES, pair_counts, proportions_table, zone_counts
+from ecoplan.proportions import N_CODES, proportions_table, zone_counts
 from ecoplan.region import RegionConfig, load_region
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
 from ecoplan.zones import ZONE_BY_CODE, zone_code
@@ -258,8 +260,9 @@ def run_region(
     out_dir = check_output_dir(out_dir)
     gpkg_path = out_dir / f"{cfg.id}.gpkg"
     tif_path = out_dir / f"{cfg.id}_zones.tif"
+    proposed_path = out_dir / f"{cfg.id}_proposed.tif"  # issue 4: the proposed plan
     if not overwrite:
-        for p in (gpkg_path, tif_path):
+        for p in (gpkg_path, tif_path, proposed_path):
             if p.exists():
                 raise InputError(
                     f"{p}: output exists; use --overwrite (overwrite=True) to replace it"
@@ -287,17 +290,24 @@ def run_region(
         notes += buffer_notes
         n_units = len(region.boundary)
         counts = zone_counts(zones, region.units, n_units=n_units)
-        ring_counts = [
-            pair_counts(b.rings, zones, n_a=len(b.rule.rings) + 1, n_b=N_CODES) for b in buffers
+        ring_counts = [  # ground areas (ecoplan.areas) in pixel-area units
+            pair_areas_m2(b.rings, zones, n_a=len(b.rule.rings) + 1, n_b=N_CODES, grid=grid)
+            / grid.pixel_area_m2
+            for b in buffers
         ]
 
         progress("proportions")
+        # --- issue 4: constraints, suitability and the proposed plan (ecoplan.allocation) ---
+        plan = propose_plan(region, zones, buffers)
+        notes += plan.notes
         table = proportions_table(
             counts,
             unit_ids=region.unit_ids,
             region_id=cfg.id,
             pixel_area_m2=grid.pixel_area_m2,
             rules=region.rules,
+            area_m2=plan.area_m2_before,
+            area_m2_after=plan.area_m2_after,
         )
 
         progress("polygons")
@@ -312,7 +322,8 @@ def run_region(
             {
                 **_zone_fields(zcodes),
                 "area_ha": [
-                    float(counts[u, z]) * ha for u, z in zip(unit_idx, zcodes, strict=True)
+                    float(plan.area_m2_before[u, z]) / 1e4
+                    for u, z in zip(unit_idx, zcodes, strict=True)
                 ],
                 "unit_id": [region.unit_ids[u - 1] for u in unit_idx],
             },
@@ -367,6 +378,7 @@ def run_region(
                         }
                     )
 
+    conflict_rows += plan.conflict_rows  # issue 4: land in a zone a constraint forbids
     buffer_cols = [
         "rule_id",
         "rule_name",
@@ -411,6 +423,8 @@ def run_region(
     }
     with dask.config.set(scheduler=scheduler):
         write_zone_raster(tif_path, zones, grid, tags=tags)
+        proposed = da.from_array(plan.proposed, chunks=region.chunks)  # issue 4
+        write_zone_raster(proposed_path, proposed, grid, tags={**tags, "PHASE": "proposed"})
     write_geopackage(
         gpkg_path,
         {
@@ -418,6 +432,10 @@ def run_region(
             "buffer_zones": buffer_layer,
             "conflicts": conflict_layer,
             "proportions": table,
+            # issue 4: constraints and the proposed plan
+            "constraint_zones": plan.constraint_layer,
+            "proposed_zones": plan.zone_layer,
+            "zone_changes": plan.changes,
             "run_metadata": metadata,
         },
     )
