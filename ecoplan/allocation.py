@@ -147,6 +147,7 @@ class LPSolution:
     feasible: bool  # every target met
     shortfall_m2: dict[int, float] = field(default_factory=dict)  # target index -> below min
     excess_m2: dict[int, float] = field(default_factory=dict)  # target index -> above max
+    prices: np.ndarray | None = None  # target prices (duals), to warm-start a re-solve
 
 
 @dataclass(frozen=True)
@@ -330,6 +331,73 @@ class _Model:
         return (pi if status == 0 else np.zeros(len(self.targets))), step
 
 
+def _dual(model: _Model, pi: np.ndarray) -> tuple[float, np.ndarray]:
+    """Lagrangian dual of the LP at target prices ``pi`` (an upper bound of the optimum) and
+    a subgradient. ``pi_t > 0`` prices a minimum, ``pi_t < 0`` a maximum."""
+    v = model.value(pi)
+    best = v.max(axis=1)
+    zbest = np.argmax(v, axis=1)
+    every = np.arange(len(model.classes))
+    rhs = np.where(pi > 0, model.lo, np.where(pi < 0, model.hi, 0.0))
+    d = float(model.area @ best) - float(np.nan_to_num(rhs) @ pi)
+    g = np.zeros(len(pi))
+    for t in range(len(pi)):
+        got = float(model.area[(zbest == model.zone_t[t]) & model.in_scope(t, every)].sum())
+        if got < model.lo[t]:
+            g[t] = got - model.lo[t]
+        elif got > model.hi[t]:
+            g[t] = got - model.hi[t]
+        elif pi[t] > 0:
+            g[t] = got - model.lo[t]
+        elif pi[t] < 0:
+            g[t] = got - model.hi[t]
+    return d, g
+
+
+def _bundle_prices(model: _Model, pi0: np.ndarray, *, iters: int = 150) -> np.ndarray:
+    """Refine target prices by minimising the dual with a trust-region cutting-plane method.
+
+    Cheap (each step is one pass over the classes plus a tiny LP); the prices need not be
+    exact, they only decide which classes the exact LP of :func:`solve_classes` looks at.
+    """
+    n = len(pi0)
+    lo_dom = np.where(np.isfinite(model.hi), -np.inf, 0.0)  # no max: price >= 0
+    hi_dom = np.where(np.isfinite(model.lo), np.inf, 0.0)  # no min: price <= 0
+    centre = np.clip(pi0, lo_dom, hi_dom)
+    d_c, g_c = _dual(model, centre)
+    cuts_g, cuts_b = [g_c], [float(g_c @ centre) - d_c]
+    radius = 0.5
+    for _ in range(iters):
+        a = np.hstack([np.array(cuts_g), -np.ones((len(cuts_g), 1))])
+        b = np.array(cuts_b)
+        bounds = [
+            (max(lo_dom[t], centre[t] - radius), min(hi_dom[t], centre[t] + radius))
+            for t in range(n)
+        ] + [(None, None)]
+        res = linprog(np.r_[np.zeros(n), 1.0], A_ub=a, b_ub=b, bounds=bounds, method="highs")
+        if res.status != 0:
+            break
+        cand, model_val = res.x[:n], res.x[n]
+        predicted = d_c - model_val
+        if predicted <= 1e-9 * (1 + abs(d_c)):
+            if radius < 1e-6:
+                break
+            radius /= 4
+            continue
+        d_new, g_new = _dual(model, cand)
+        cuts_g.append(g_new)
+        cuts_b.append(float(g_new @ cand) - d_new)
+        if d_c - d_new >= 0.1 * predicted:  # enough decrease: move the centre
+            if np.abs(cand - centre).max() >= radius * 0.99:
+                radius *= 2
+            centre, d_c = cand, d_new
+        else:
+            radius /= 2
+        if len(cuts_g) > 4 * n + 20:  # keep the master LP small
+            cuts_g, cuts_b = cuts_g[-(2 * n + 10) :], cuts_b[-(2 * n + 10) :]
+    return centre
+
+
 def _near_tie(v: np.ndarray, delta: float) -> np.ndarray:
     top2 = -np.partition(-v, 1, axis=1)[:, :2]
     gap = top2[:, 0] - top2[:, 1]
@@ -341,7 +409,8 @@ def solve_classes(
     targets: tuple[TargetBound, ...] | list[TargetBound],
     *,
     margin_m2: float = 0.0,
-    max_direct_vars: int = 400_000,
+    max_direct_vars: int = 100_000,
+    prices: np.ndarray | None = None,
 ) -> LPSolution:
     """Solve the aggregated LP exactly (HiGHS); minimise violations first if infeasible.
 
@@ -391,15 +460,22 @@ def solve_classes(
         status, y, pi, s, msg, has = model.solve(every, slack=slack, cap=cap)
         if status != 0:
             raise EcoplanError(f"allocation: the LP solver failed ({msg})")
-        return _solution(model, y, s, has, slack)
+        return _solution(model, y, s, has, slack, pi)
 
-    pi, coarse_step = model.coarse_prices(slack=slack, cap=cap)
+    t0 = time.perf_counter()
+    if prices is not None and not slack:
+        pi, delta = _bundle_prices(model, prices, iters=30), 1e-3
+    else:
+        pi, coarse_step = model.coarse_prices(slack=slack, cap=cap)
+        delta = 2 * coarse_step
+        if not slack:
+            pi, delta = _bundle_prices(model, pi), 1e-3
     v = model.value(pi)
-    delta = 2 * coarse_step
     free = _near_tie(v, delta)
     fixed_zone = np.argmax(v, axis=1)
-    for _ in range(50):
+    for it in range(50):
         sub = np.nonzero(free)[0]
+        log.debug("sifting %d: %d of %d classes free", it, len(sub), k)
         status, y_sub, pi, s, msg, has = model.solve(
             sub, fixed_zone=fixed_zone, slack=slack, cap=cap
         )
@@ -420,19 +496,19 @@ def solve_classes(
             y = np.zeros((k, N_Z))
             y[fixed, fixed_zone[fixed]] = model.area[fixed]
             y[sub] = y_sub
-            return _solution(model, y, s, has, slack)
+            return _solution(model, y, s, has, slack, pi)
         free[wrong] = True
     status, y, pi, s, msg, has = model.solve(every, slack=slack, cap=cap)
     if status != 0:
         raise EcoplanError(f"allocation: the LP solver failed ({msg})")
-    return _solution(model, y, s, has, slack)
+    return _solution(model, y, s, has, slack, pi)
 
 
 def _slack_weights(model: _Model) -> np.ndarray:
     return np.concatenate([1 / model.denom[model.has_lo], 1 / model.denom[model.has_hi]])
 
 
-def _solution(model: _Model, y, s, has, slack: bool) -> LPSolution:
+def _solution(model: _Model, y, s, has, slack: bool, pi=None) -> LPSolution:
     y_m2 = y * model.scale
     obj = float((model.classes.score * y_m2).sum())
     shortfall, excess = {}, {}
@@ -445,7 +521,7 @@ def _solution(model: _Model, y, s, has, slack: bool) -> LPSolution:
         for t, v in zip(np.nonzero(has_hi)[0], s[n_lo:], strict=True):
             if v > 1e-9 * model.denom[t]:
                 excess[int(t)] = float(v * model.scale)
-    return LPSolution(y_m2, obj, not shortfall and not excess, shortfall, excess)
+    return LPSolution(y_m2, obj, not shortfall and not excess, shortfall, excess, pi)
 
 
 def _y_matrix(x, var_k, var_z, k) -> np.ndarray:
@@ -531,7 +607,7 @@ def allocate(problem: AllocationProblem) -> AllocationResult:
     if {i for i, _ in broken} - set(lp.shortfall_m2) - set(lp.excess_m2):
         # rounding broke a target: tighten every target by the largest rounding possible
         margin = (len(problem.targets) + 1) * float(problem.area_m2.max())
-        lp = solve_classes(classes, problem.targets, margin_m2=margin)
+        lp = solve_classes(classes, problem.targets, margin_m2=margin, prices=lp.prices)
         zones = disaggregate(problem, classes, lp.y_m2)
         broken = _violations(problem, zones)
     messages = []

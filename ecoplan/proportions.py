@@ -29,6 +29,7 @@ def pair_counts_block(a: np.ndarray, b: np.ndarray, *, n_b: int, n_a: int) -> np
 
 def pair_counts(a: da.Array, b: da.Array, *, n_a: int, n_b: int) -> np.ndarray:
     """Pixel counts of every ``(a, b)`` value pair over two aligned dask arrays (a reduction)."""
+    b = b.rechunk(a.chunks)  # e.g. map_overlap with a halo wider than a chunk rechunks
     parts = [
         dask.delayed(pair_counts_block)(x, y, n_a=n_a, n_b=n_b)
         for x, y in zip(a.to_delayed().ravel(), b.to_delayed().ravel(), strict=True)
