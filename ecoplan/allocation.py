@@ -470,6 +470,7 @@ def solve_classes(
         delta = 2 * coarse_step
         if not slack:
             pi, delta = _bundle_prices(model, pi), 1e-3
+    log.debug("prices in %.1f s", time.perf_counter() - t0)
     v = model.value(pi)
     free = _near_tie(v, delta)
     fixed_zone = np.argmax(v, axis=1)
