@@ -20,11 +20,17 @@ the linear programme on class areas is solved by HiGHS (:func:`solve_classes`). 
 same optimum as the cell-level LP (any cell solution maps to a class solution of equal value and
 back). Cells are then given zones deterministically (:func:`disaggregate`): within a class, in
 raster order, by cumulative area. Only classes split between zones in the LP solution (at most
-one per binding target, at a vertex) can round, each by less than one cell; when rounding would
-break a target, the LP is solved again with every target tightened by that bound, so targets
-hold exactly. With equal cell areas the constraint matrix is a network matrix, so the vertex the
-simplex returns is integral and the allocation is an optimum of the integer problem (checked in
-the tests against HiGHS's MILP on the cell-level problem).
+one per binding target, at a vertex) can round, each by less than one cell; when rounding
+breaks a target, the LP is solved again with that target tightened by (split classes + 1) cells,
+so targets hold exactly, at the cost of a few cells' suitability. With equal cell areas the
+constraint matrix is a network matrix (source → class → unit-zone → region-zone), so the
+vertex the simplex returns is integral and the allocation is an optimum of the integer problem
+(checked in the tests against HiGHS's MILP on the cell-level problem).
+
+Large problems (many classes) are solved by sifting on target prices (:func:`solve_classes`):
+prices from a coarse LP, refined on the Lagrangian dual, fix the classes whose best zone clearly
+wins; the LP over the rest gives exact prices; classes whose fixed zone is no longer their best
+are freed until none is — the dual solution then certifies optimality of the whole LP.
 
 When the targets cannot all be met, a first LP minimises the total violation (in share points);
 the plan then maximises suitability within that least violation, and every target missed is
@@ -196,7 +202,7 @@ def aggregate(problem: AllocationProblem) -> Classes:
 class _Model:
     """The aggregated LP: class areas × allowed zones, target rows, scaled for conditioning."""
 
-    def __init__(self, classes: Classes, targets, margin_m2: float):
+    def __init__(self, classes: Classes, targets, margin_m2):
         self.classes = classes
         self.targets = list(targets)
         k = len(classes)
@@ -206,7 +212,7 @@ class _Model:
         lo = np.array([-np.inf if t.min_m2 is None else t.min_m2 for t in self.targets])
         hi = np.array([np.inf if t.max_m2 is None else t.max_m2 for t in self.targets])
         lo, hi = lo / self.scale, hi / self.scale
-        m = margin_m2 / self.scale
+        m = np.broadcast_to(np.asarray(margin_m2, dtype=np.float64), lo.shape) / self.scale
         lo_t = np.where(np.isfinite(lo) & (lo > 0), lo + m, lo)
         hi_t = np.where(np.isfinite(hi), hi - m, hi)
         squeeze = lo_t > hi_t
@@ -408,14 +414,14 @@ def solve_classes(
     classes: Classes,
     targets: tuple[TargetBound, ...] | list[TargetBound],
     *,
-    margin_m2: float = 0.0,
+    margin_m2: float | np.ndarray = 0.0,
     max_direct_vars: int = 100_000,
     prices: np.ndarray | None = None,
 ) -> LPSolution:
     """Solve the aggregated LP exactly (HiGHS); minimise violations first if infeasible.
 
-    ``margin_m2`` tightens every bound by that area (``min + margin``, ``max − margin``) so
-    that rounding cells afterwards cannot break a target.
+    ``margin_m2`` (one area, or one per target) tightens bounds by that area (``min + margin``,
+    ``max − margin``) so that rounding cells afterwards cannot break a target.
 
     Small problems (up to ``max_direct_vars`` class × zone variables) go to HiGHS whole.
     Larger ones are solved by *sifting* on target prices: prices from an LP on coarser classes
@@ -605,9 +611,17 @@ def allocate(problem: AllocationProblem) -> AllocationResult:
     lp = solve_classes(classes, problem.targets)
     zones = disaggregate(problem, classes, lp.y_m2)
     broken = _violations(problem, zones)
-    if {i for i, _ in broken} - set(lp.shortfall_m2) - set(lp.excess_m2):
-        # rounding broke a target: tighten every target by the largest rounding possible
-        margin = (len(problem.targets) + 1) * float(problem.area_m2.max())
+    margin = np.zeros(len(problem.targets))
+    biggest = float(problem.area_m2.max())
+    for _ in range(4):
+        rounded = {i for i, _ in broken} - set(lp.shortfall_m2) - set(lp.excess_m2)
+        if not rounded:
+            break
+        # rounding broke a target the LP met: tighten it by the most the split classes can
+        # round (one cell each) and solve again
+        split = int(((lp.y_m2 > 1e-9 * biggest).sum(axis=1) > 1).sum())
+        for i in rounded:
+            margin[i] = max(2 * margin[i], (split + 1) * biggest)
         lp = solve_classes(classes, problem.targets, margin_m2=margin, prices=lp.prices)
         zones = disaggregate(problem, classes, lp.y_m2)
         broken = _violations(problem, zones)

@@ -1,4 +1,4 @@
-"""Buffer zones: exact distances, disjoint rings, chunk invariance, raster = vector within a pixel."""
+"""Buffer zones: exact distances, disjoint rings, chunk invariance, raster = vector (1 pixel)."""
 
 from __future__ import annotations
 
@@ -177,7 +177,8 @@ def test_vector_rings_of_a_lon_lat_point_are_measured_in_metres_on_the_ground():
     to_ll = Transformer.from_crs(32647, 4326, always_xy=True)
     ring = np.asarray(max(outer.geoms, key=lambda p: p.area).exterior.coords)
     lon, lat = to_ll.transform(ring[:, 0], ring[:, 1])
-    _, _, dist = Geod(ellps="WGS84").inv(np.full(len(lon), 100.5), np.full(len(lon), 14.0), lon, lat)
+    centre = (np.full(len(lon), 100.5), np.full(len(lon), 14.0))
+    _, _, dist = Geod(ellps="WGS84").inv(*centre, lon, lat)
     assert np.allclose(dist, 1000.0, rtol=2e-3)
     # rings do not overlap: ring 2 is the annulus (500, 1000]
     inner = polys.geometry.iloc[0]

@@ -185,9 +185,8 @@ def test_constraint_masks_from_a_layer_a_raster_and_the_slope():
         crule(raster="flood_depth", above=3.5), grid=g, chunks=chunks, vectors={}, rasters=rasters
     ).compute()
     assert m[:, 4:].all() and not m[:, :4].any()
-    m = constraint_mask(
-        crule(raster="flood_depth", values=[0, 5]), grid=g, chunks=chunks, vectors={}, rasters=rasters
-    ).compute()
+    by_value = crule(raster="flood_depth", values=[0, 5])
+    m = constraint_mask(by_value, grid=g, chunks=chunks, vectors={}, rasters=rasters).compute()
     assert m[:, [0, 5]].all() and m[:, 1:5].sum() == 0
     m = constraint_mask(
         crule(slope_above_deg=30), grid=g, chunks=chunks, vectors={}, rasters=rasters

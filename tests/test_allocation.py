@@ -1,0 +1,251 @@
+"""Allocation: exact optimum (against HiGHS on the cell-level LP and MILP), reports, outputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import sparse
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
+
+from ecoplan.allocation import (
+    AllocationProblem,
+    Classes,
+    TargetBound,
+    aggregate,
+    allocate,
+    change_cost_matrix,
+    disaggregate,
+    objective,
+    realised_areas,
+    solve_classes,
+    target_bounds,
+)
+from ecoplan.rules import Target
+
+
+def random_problem(seed: int, n: int = 80, *, equal_areas=False, levels=6, step=0.2):
+    rng = np.random.default_rng(seed)
+    unit = rng.integers(1, 3, n).astype(np.int32)
+    current = rng.choice([1, 2, 3, 4], n).astype(np.uint8)
+    allowed = np.zeros((n, 8), bool)
+    allowed[:, 1:6] = rng.random((n, 5)) > 0.25
+    allowed[np.arange(n), current] = True
+    level = rng.integers(0, levels, (n, 8)).astype(np.uint8)
+    cost = np.full((8, 8), 0.3)
+    np.fill_diagonal(cost, 0.0)
+    area = np.full(n, 100.0) if equal_areas else rng.uniform(90, 110, n)
+    d = area.sum()
+    d1 = area[unit == 1].sum()
+    if equal_areas:  # shares whose bounds are whole cells
+        targets = (
+            TargetBound(0, 1, d, min_share=round(0.45 * n) / n),
+            TargetBound(0, 4, d, max_share=round(0.10 * n) / n),
+            TargetBound(1, 2, d1, min_share=np.floor(0.2 * d1 / 100) * 100 / d1),
+        )
+    else:
+        targets = (
+            TargetBound(0, 1, d, min_share=0.45),
+            TargetBound(0, 4, d, max_share=0.10),
+            TargetBound(1, 2, d1, min_share=0.2, max_share=0.35),
+        )
+    return AllocationProblem(unit, current, area, allowed, level, step, cost, targets)
+
+
+def cell_lp(p: AllocationProblem, *, integer=False) -> float:
+    """The cell-level problem, written out directly and solved by HiGHS."""
+    score = p.score()
+    vi, vz = np.nonzero(p.allowed)
+    n, nv = len(p.unit), len(vi)
+    c = -(score[vi, vz] * p.area_m2[vi])
+    a_eq = sparse.csr_matrix((np.ones(nv), (vi, np.arange(nv))), shape=(n, nv))
+    g, lo, hi = [], [], []
+    for t in p.targets:
+        sel = (vz == t.zone) & ((t.scope == 0) | (p.unit[vi] == t.scope))
+        g.append(np.where(sel, p.area_m2[vi], 0.0))
+        lo.append(-np.inf if t.min_m2 is None else t.min_m2)
+        hi.append(np.inf if t.max_m2 is None else t.max_m2)
+    g = np.array(g)
+    if integer:
+        res = milp(
+            c,
+            constraints=[LinearConstraint(a_eq, 1, 1), LinearConstraint(g, lo, hi)],
+            integrality=np.ones(nv),
+            bounds=Bounds(0, 1),
+        )
+    else:
+        lo, hi = np.array(lo), np.array(hi)
+        res = linprog(
+            c,
+            A_ub=np.vstack([-g[np.isfinite(lo)], g[np.isfinite(hi)]]),
+            b_ub=np.concatenate([-lo[np.isfinite(lo)], hi[np.isfinite(hi)]]),
+            A_eq=a_eq,
+            b_eq=np.ones(n),
+            bounds=(0, 1),
+            method="highs",
+        )
+    assert res.status == 0
+    return -float(res.fun)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_aggregated_lp_has_the_optimum_of_the_cell_level_lp(seed):
+    p = random_problem(seed)
+    classes = aggregate(p)
+    assert len(classes) < len(p.unit) or len(p.unit) < 100
+    sol = solve_classes(classes, p.targets)
+    assert sol.feasible
+    assert sol.objective == pytest.approx(cell_lp(p), rel=1e-9, abs=1e-6)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_sifting_on_prices_reaches_the_same_optimum_as_the_whole_lp(seed):
+    p = random_problem(seed, n=400, levels=20, step=0.05)
+    classes = aggregate(p)
+    whole = solve_classes(classes, p.targets)
+    sifted = solve_classes(classes, p.targets, max_direct_vars=1)
+    assert sifted.objective == pytest.approx(whole.objective, rel=1e-9)
+    assert sifted.objective == pytest.approx(cell_lp(p), rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3, 4])
+def test_with_equal_cell_areas_the_allocation_is_an_integer_optimum(seed):
+    p = random_problem(seed, equal_areas=True)
+    r = allocate(p)
+    assert r.feasible and r.messages == []
+    # every target holds on the cells themselves
+    for t, got in zip(p.targets, realised_areas(p, r.zones), strict=True):
+        assert t.min_m2 is None or got >= t.min_m2 - 1e-6
+        assert t.max_m2 is None or got <= t.max_m2 + 1e-6
+    # and no 0/1 allocation is better (HiGHS MILP on the cell-level problem)
+    assert r.objective == pytest.approx(cell_lp(p, integer=True), rel=1e-9)
+    assert r.objective == pytest.approx(r.lp_objective, rel=1e-9)
+
+
+@pytest.mark.parametrize("seed", [5, 6, 7])
+def test_with_unequal_areas_targets_hold_and_the_gap_to_the_lp_bound_is_tiny(seed):
+    p = random_problem(seed)
+    r = allocate(p)
+    assert r.feasible
+    for t, got in zip(p.targets, realised_areas(p, r.zones), strict=True):
+        assert t.min_m2 is None or got >= t.min_m2 - 1e-6
+        assert t.max_m2 is None or got <= t.max_m2 + 1e-6
+    bound = cell_lp(p)  # the LP relaxation bounds every allocation
+    assert r.objective <= bound + 1e-6
+    # rounding costs at most a few cells' worth of score (here ≤ 4 cells × 110 m² × 1.3)
+    assert bound - r.objective <= 4 * 110 * 1.3
+
+
+def test_each_cell_gets_an_allowed_zone_and_keeps_it_when_nothing_pushes():
+    p = random_problem(11)
+    r = allocate(p)
+    assert p.allowed[np.arange(len(r.zones)), r.zones].all()
+    # without targets and with changes costing more than any suitability gain, nothing moves
+    cost = np.full((8, 8), 5.0)
+    np.fill_diagonal(cost, 0.0)
+    still = AllocationProblem(
+        p.unit, p.current, p.area_m2, p.allowed, p.level, p.step, cost, targets=()
+    )
+    np.testing.assert_array_equal(allocate(still).zones, p.current)
+
+
+def test_disaggregation_fills_zones_in_raster_order_by_cumulative_area():
+    n = 4
+    p = AllocationProblem(
+        unit=np.ones(n, np.int32),
+        current=np.full(n, 2, np.uint8),
+        area_m2=np.full(n, 100.0),
+        allowed=np.tile(np.array([0, 1, 1, 0, 0, 0, 0, 0], bool), (n, 1)),
+        level=np.zeros((n, 8), np.uint8),
+        step=0.01,
+        change_cost=np.zeros((8, 8)),
+    )
+    classes = aggregate(p)
+    assert len(classes) == 1
+    y = np.zeros((1, 8))
+    y[0, 1], y[0, 2] = 250.0, 150.0  # 2.5 cells of forest, 1.5 of agriculture
+    # cell midpoints 50, 150, 250, 350: below 250 → forest, from 250 on → agriculture
+    assert disaggregate(p, classes, y).tolist() == [1, 1, 2, 2]
+
+
+def test_unreachable_targets_are_reported_with_the_missing_area_never_relaxed_silently():
+    # 10 cells of 1 ha: 4 forest (fixed), 6 agriculture of which only 2 may become forest
+    n = 10
+    current = np.array([1] * 4 + [2] * 6, np.uint8)
+    allowed = np.zeros((n, 8), bool)
+    allowed[np.arange(n), current] = True
+    allowed[4:6, 1] = True
+    p = AllocationProblem(
+        unit=np.ones(n, np.int32),
+        current=current,
+        area_m2=np.full(n, 10_000.0),
+        allowed=allowed,
+        level=np.zeros((n, 8), np.uint8),
+        step=0.01,
+        change_cost=np.full((8, 8), 0.5) - 0.5 * np.eye(8),
+        targets=(TargetBound(0, 1, 100_000.0, min_share=0.8, label="region r, forest min 80%"),),
+    )
+    r = allocate(p)
+    assert not r.feasible
+    # the most forest possible: 6 cells = 60 %, short of 80 % by 2 ha = 20 points
+    assert r.zones.tolist() == [1] * 6 + [2] * 4
+    assert r.messages == [
+        "target not met: region r, forest min 80%: 60.00% is below its minimum 80.00% by "
+        "2.0 ha (20.00% points); the allowed changes cannot reach it"
+    ]
+
+
+def test_an_unreachable_target_does_not_stop_the_others_from_being_met():
+    p = random_problem(3, equal_areas=True)
+    d = p.targets[0].denom_m2
+    # no cell may become water: a water minimum cannot be met, whatever else happens
+    impossible = (*p.targets, TargetBound(0, 6, d, min_share=0.10, label="water min 10%"))
+    q = AllocationProblem(
+        p.unit, p.current, p.area_m2, p.allowed, p.level, p.step, p.change_cost, impossible
+    )
+    r = allocate(q)
+    assert not r.feasible
+    assert len(r.messages) == 1
+    assert r.messages[0].startswith("target not met: water min 10%: 0.00% is below its minimum")
+    for t, got in zip(p.targets, realised_areas(q, r.zones), strict=False):
+        assert t.min_m2 is None or got >= t.min_m2 - 1e-6
+        assert t.max_m2 is None or got <= t.max_m2 + 1e-6
+    # and among allocations that meet them, it is still the best one
+    assert r.objective == pytest.approx(allocate(p).objective, rel=1e-9)
+    assert objective(q, r.zones) == pytest.approx(r.objective)
+
+
+def test_transitions_give_allowed_changes_and_costs_staying_is_free():
+    allowed, cost = change_cost_matrix({"agriculture": {"forest": 0.4}, "other": {"urban": 1.0}})
+    assert allowed[2, 1] and not allowed[1, 2] and allowed[7, 4]
+    assert allowed[np.arange(8), np.arange(8)].all()
+    assert cost[2, 1] == 0.4 and cost[2, 2] == 0.0 and cost[7, 4] == 1.0
+
+
+def test_targets_become_area_bounds_and_unknown_units_are_reported():
+    targets = [
+        Target(zone="forest", min_share=0.4),
+        Target(zone="urban", max_share=0.1, unit="B"),
+        Target(zone="forest", min_share=0.5, unit="Z"),
+    ]
+    got, notes = target_bounds(
+        targets, unit_ids=["A", "B"], region_id="r", denom_m2=np.array([300.0, 100.0, 200.0])
+    )
+    assert [(t.scope, t.zone, t.min_m2, t.max_m2) for t in got] == [
+        (0, 1, 120.0, None),
+        (2, 4, None, pytest.approx(20.0)),
+    ]
+    assert got[0].label == "region r, forest min 40%"
+    assert notes == ["target for unit 'Z' (forest) not used: the region's units are A, B"]
+
+
+def test_classes_hold_interchangeable_cells_only():
+    p = random_problem(0, n=200, levels=2, step=0.5)
+    c: Classes = aggregate(p)
+    for k in range(len(c)):
+        members = np.nonzero(c.inverse == k)[0]
+        assert (p.unit[members] == c.unit[k]).all()
+        assert (p.current[members] == c.current[k]).all()
+        assert (p.allowed[members] == c.allowed[k]).all()
+        s = p.score()[members][:, c.allowed[k]]
+        assert np.allclose(s, c.score[k][c.allowed[k]])
+    assert c.area_m2.sum() == pytest.approx(p.area_m2.sum())
