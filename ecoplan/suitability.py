@@ -27,7 +27,7 @@ import dask.array as da
 import geopandas as gpd
 import numpy as np
 
-from ecoplan.buffers import distance_block, halo_pixels
+from ecoplan.buffers import distance_block, halo_pixels, overlap_depth
 from ecoplan.constraints import slope_deg
 from ecoplan.grid import Grid
 from ecoplan.io import rasterize_on_grid
@@ -85,7 +85,7 @@ def factor_raster(
         halo = halo_pixels(max(spec.low, spec.high, 0.0), grid.pixel_size_m)
         return source.map_overlap(
             _distance_factor_block,
-            depth=halo,
+            depth=overlap_depth(halo, source.shape),
             boundary=0,
             trim=True,
             dtype=np.float64,

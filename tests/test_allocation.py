@@ -249,3 +249,119 @@ def test_classes_hold_interchangeable_cells_only():
         s = p.score()[members][:, c.allowed[k]]
         assert np.allclose(s, c.score[k][c.allowed[k]])
     assert c.area_m2.sum() == pytest.approx(p.area_m2.sum())
+
+
+def test_a_run_writes_the_proposed_plan_changes_constraints_and_before_after(tmp_path):
+    import geopandas as gpd
+    import pyogrio
+    import rasterio
+    import shapely
+    import yaml
+    from affine import Affine
+
+    from ecoplan.pipeline import run_region
+
+    x0, y0, px = 600_000.0, 1_600_000.0, 100.0
+    codes = np.full((20, 20), 40, np.uint8)  # cropland → agriculture
+    codes[:, :8] = 10  # tree cover → forest: 160 of 400 cells = 40 %
+    codes[0:2, 18:20] = 80  # water (4 cells, not in the denominator)
+    codes[2:4, 18:20] = 50  # built-up → urban, right below the water (4 cells)
+    profile = {"driver": "GTiff", "width": 20, "height": 20, "count": 1, "dtype": "uint8"}
+    with rasterio.open(
+        tmp_path / "lc.tif",
+        "w",
+        **profile,
+        crs="EPSG:32647",
+        transform=Affine(px, 0, x0, 0, -px, y0),
+        nodata=0,
+    ) as dst:
+        dst.write(codes, 1)
+    gpd.GeoDataFrame(
+        {"unit": ["A", "B"]},
+        geometry=[
+            shapely.box(x0, y0 - 2000, x0 + 1000, y0),
+            shapely.box(x0 + 1000, y0 - 2000, x0 + 2000, y0),
+        ],
+        crs="EPSG:32647",
+    ).to_file(tmp_path / "units.gpkg", layer="units")
+    # a protected area over columns 8–9 of rows 10–19 (20 agriculture cells)
+    gpd.GeoDataFrame(
+        geometry=[shapely.box(x0 + 800, y0 - 2000, x0 + 1000, y0 - 1000)], crs="EPSG:32647"
+    ).to_file(tmp_path / "pa.gpkg")
+    rules = {
+        "buffers": [
+            {
+                "id": "water_edge",
+                "name_en": "Water edge",
+                "source": {"zones": ["water"]},
+                "distance_m": 200,
+                "restricts": ["urban"],
+            }
+        ],
+        "targets": [{"zone": "forest", "min_share": 0.5}],
+        "constraints": [
+            {
+                "id": "pa",
+                "name_en": "Protected",
+                "layer": "protected_areas",
+                "forbids": ["agriculture", "urban"],
+            }
+        ],
+        "suitability": {
+            "factors": [
+                {
+                    "id": "near_forest",
+                    "source": {"distance_to": {"zones": ["forest"]}},
+                    "normalise": {"kind": "decreasing", "low": 0, "high": 1000},
+                }
+            ],
+            "zones": {"forest": {"weights": {"near_forest": 1}}},
+        },
+        "transitions": {"agriculture": {"forest": 1.5}},
+    }
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump(rules), encoding="utf-8")
+    region = {
+        "region": {"id": "t", "name_en": "Test"},
+        "boundary": {"path": "units.gpkg", "layer": "units", "unit_field": "unit"},
+        "landcover": {"path": "lc.tif", "crosswalk": "worldcover"},
+        "layers": {"protected_areas": {"path": "pa.gpkg"}},
+        "rules": "rules.yaml",
+    }
+    (tmp_path / "region.yaml").write_text(yaml.safe_dump(region), encoding="utf-8")
+    out = tmp_path / "out"
+    result = run_region(tmp_path / "region.yaml", out, chunk_size=7, scheduler="synchronous")
+
+    layers = [str(n) for n in pyogrio.list_layers(out / "t.gpkg")[:, 0]]
+    for name in ("proposed_zones", "zone_changes", "constraint_zones", "conflicts"):
+        assert name in layers
+    assert (out / "t_proposed.tif").is_file()
+    with rasterio.open(out / "t_proposed.tif") as src:
+        proposed = src.read(1)
+    # forest: 160 cells + the 20 protected agriculture cells (forced) + 20 more to reach 50 %
+    # of the land (396 cells: water is not counted) = 198 cells at least
+    assert (proposed == 1).sum() >= 198
+    assert (proposed[10:20, 8:10] == 1).all()  # agriculture is forbidden there
+    assert (proposed == 4).sum() == 4 and (proposed == 6).sum() == 4  # urban and water stay
+    t = result.proportions
+    r = t[(t.level == "region") & (t.zone_en == "forest")].iloc[0]
+    assert r.status == "below" and r.status_after == "ok"
+    assert r.share == pytest.approx(160 / 396, rel=2e-3)
+    assert r.share_after == pytest.approx((proposed == 1).sum() / 396, rel=2e-3)
+    changes = gpd.read_file(out / "t.gpkg", layer="zone_changes")
+    region_rows = changes[changes.level == "region"]
+    assert region_rows.area_ha.sum() == pytest.approx(400.0, rel=2e-3)  # 400 cells of ~1 ha
+    moved = region_rows[region_rows.changed]
+    assert set(zip(moved.from_zone_en, moved.to_zone_en, strict=True)) == {
+        ("agriculture", "forest")
+    }
+    conflicts = gpd.read_file(out / "t.gpkg", layer="conflicts")
+    by_rule = conflicts.groupby("rule_id").area_ha.sum()
+    # urban cells within 200 m of water: all 4 (rows 2–3 below water rows 0–1) = ~4 ha
+    assert by_rule["water_edge"] == pytest.approx(4.0, rel=2e-3)
+    # agriculture inside the protected area: 20 cells = ~20 ha
+    assert by_rule["pa"] == pytest.approx(20.0, rel=2e-3)
+    constraint = gpd.read_file(out / "t.gpkg", layer="constraint_zones")
+    assert constraint.rule_id.tolist() == ["pa"] and constraint.area_ha[0] == pytest.approx(
+        20.0, rel=2e-3
+    )
+    assert any("4 ha lie in a zone" in w for w in result.warnings)  # urban by water: no transition

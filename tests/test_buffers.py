@@ -193,3 +193,11 @@ def test_vector_rings_outside_a_polygon_exclude_the_polygon():
     assert band.intersection(sq.iloc[0]).area == pytest.approx(0.0, abs=1e-9)
     # a 10 m band around a 100 m square: 4 × 100 × 10 + rounded corners π × 10²
     assert band.area == pytest.approx(4000 + math.pi * 100, rel=2e-3)
+
+
+def test_a_grid_thinner_than_the_halo_still_gets_exact_rings():
+    zones = np.full((3, 40), 2, dtype=np.uint8)
+    zones[1, 0] = 1
+    got = zone_rings(da.from_array(zones, chunks=2), rule(distance_m=100), grid=grid_of((3, 40)))
+    d = brute_distance(zones == 1, P)
+    np.testing.assert_array_equal(got.compute(), ((d > 0) & (d <= 100)).astype(np.uint8))
