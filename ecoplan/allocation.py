@@ -224,19 +224,30 @@ class _Model:
         self.scope_t = np.array([t.scope for t in self.targets], dtype=np.int64)
         self.denom = np.array([t.denom_m2 for t in self.targets]) / self.scale
 
+        self._members: dict[int, np.ndarray] = {}
+        self._base = np.where(classes.allowed, classes.score, -np.inf)
+
     def in_scope(self, t: int, cls: np.ndarray) -> np.ndarray:
         if self.scope_t[t] == 0:
             return np.ones(len(cls), dtype=bool)
         return self.classes.unit[cls] == self.scope_t[t]
 
+    def members(self, t: int) -> np.ndarray | slice:
+        """Indices of the classes in target t's scope (all classes for the region)."""
+        scope = int(self.scope_t[t])
+        if scope == 0:
+            return slice(None)
+        if scope not in self._members:
+            self._members[scope] = np.nonzero(self.classes.unit == scope)[0]
+        return self._members[scope]
+
     def value(self, pi: np.ndarray) -> np.ndarray:
         """score + target prices, per class and zone (−inf where not allowed)."""
-        v = self.classes.score.copy()
-        every = np.arange(len(self.classes))
+        v = self._base.copy()
         for t in range(len(self.targets)):
             if pi[t] != 0:
-                v[self.in_scope(t, every), self.zone_t[t]] += pi[t]
-        return np.where(self.classes.allowed, v, -np.inf)
+                v[self.members(t), self.zone_t[t]] += pi[t]
+        return v
 
     def solve(self, sub, *, fixed_zone=None, score=None, slack=False, cap=None):
         """LP over the classes ``sub`` (the others fixed to ``fixed_zone``); maximises ``score``.
@@ -315,8 +326,12 @@ class _Model:
         bits = (cl.allowed.astype(np.uint16) << np.arange(N_Z, dtype=np.uint16)).sum(axis=1)
         for step in (0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 4.0):
             q = np.where(cl.allowed, np.floor(cl.score / step), 0).astype(np.int64)
-            key = np.column_stack([cl.unit, cl.current, bits, q])
-            _, first, inv = np.unique(key, axis=0, return_index=True, return_inverse=True)
+            # a 64-bit hash of (unit, current, allowed, rounded scores): a collision would only
+            # merge two coarse classes, which changes the starting prices, never the answer
+            key = (cl.unit.astype(np.int64) * 8 + cl.current) * 512 + bits
+            for z in range(N_Z):
+                key = key * np.int64(1_000_003) + q[:, z]
+            _, first, inv = np.unique(key, return_index=True, return_inverse=True)
             if len(first) <= max_classes or step == 4.0:
                 break
         inv = inv.ravel()
@@ -341,14 +356,14 @@ def _dual(model: _Model, pi: np.ndarray) -> tuple[float, np.ndarray]:
     """Lagrangian dual of the LP at target prices ``pi`` (an upper bound of the optimum) and
     a subgradient. ``pi_t > 0`` prices a minimum, ``pi_t < 0`` a maximum."""
     v = model.value(pi)
-    best = v.max(axis=1)
     zbest = np.argmax(v, axis=1)
-    every = np.arange(len(model.classes))
+    best = v[np.arange(len(v)), zbest]
     rhs = np.where(pi > 0, model.lo, np.where(pi < 0, model.hi, 0.0))
     d = float(model.area @ best) - float(np.nan_to_num(rhs) @ pi)
     g = np.zeros(len(pi))
     for t in range(len(pi)):
-        got = float(model.area[(zbest == model.zone_t[t]) & model.in_scope(t, every)].sum())
+        m = model.members(t)
+        got = float(model.area[m][zbest[m] == model.zone_t[t]].sum())
         if got < model.lo[t]:
             g[t] = got - model.lo[t]
         elif got > model.hi[t]:
