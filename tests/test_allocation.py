@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import sparse
 from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
@@ -365,3 +367,23 @@ def test_a_run_writes_the_proposed_plan_changes_constraints_and_before_after(tmp
         20.0, rel=2e-3
     )
     assert any("4 ha lie in a zone" in w for w in result.warnings)  # urban by water: no transition
+
+
+@given(seed=st.integers(0, 10_000), n=st.integers(5, 60))
+@settings(max_examples=12, deadline=None)
+def test_allocation_keeps_every_cell_and_meets_feasible_targets(seed, n):
+    p = random_problem(seed, n=n)
+    r = allocate(p)
+    assert len(r.zones) == n
+    assert p.allowed[np.arange(n), r.zones].all()
+    # areas per unit are kept (cells are relabelled, never moved)
+    for u in (1, 2):
+        assert p.area_m2[(p.unit == u)].sum() == pytest.approx(
+            sum(p.area_m2[(p.unit == u) & (r.zones == z)].sum() for z in range(8))
+        )
+    if r.feasible:
+        for t, got in zip(p.targets, realised_areas(p, r.zones), strict=True):
+            assert t.min_m2 is None or got >= t.min_m2 - 1e-6
+            assert t.max_m2 is None or got <= t.max_m2 + 1e-6
+    else:
+        assert r.messages and all(m.startswith("target not met: ") for m in r.messages)
