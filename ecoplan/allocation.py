@@ -709,6 +709,9 @@ def target_bounds(
             continue
         scope = 0 if t.unit is None else index[t.unit]
         where = f"region {region_id}" if scope == 0 else f"unit {t.unit}"
+        if denom_m2[scope] <= 0:
+            notes.append(f"target for {where} ({t.zone}) not used: it has no land to share")
+            continue
         bounds = []
         if t.min_share is not None:
             bounds.append(f"min {t.min_share:.0%}")

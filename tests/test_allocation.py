@@ -238,6 +238,13 @@ def test_targets_become_area_bounds_and_unknown_units_are_reported():
     ]
     assert got[0].label == "region r, forest min 40%"
     assert notes == ["target for unit 'Z' (forest) not used: the region's units are A, B"]
+    _, notes = target_bounds(
+        [Target(zone="urban", max_share=0.1, unit="B")],
+        unit_ids=["A", "B"],
+        region_id="r",
+        denom_m2=np.array([100.0, 100.0, 0.0]),
+    )
+    assert notes == ["target for unit B (urban) not used: it has no land to share"]
 
 
 def test_classes_hold_interchangeable_cells_only():
