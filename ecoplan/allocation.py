@@ -58,7 +58,12 @@ from ecoplan.constraints import (
 )
 from ecoplan.errors import EcoplanError
 from ecoplan.polygons import vectorize
-from ecoplan.suitability import needed_inputs, zone_suitability
+from ecoplan.suitability import (
+    factor_available,
+    needed_inputs,
+    weights_table,
+    zone_suitability,
+)
 from ecoplan.zones import MAX_CODE, ZONE_BY_CODE, zone_code
 
 __all__ = [
@@ -680,6 +685,7 @@ class Plan:
     conflict_rows: list[dict]  # constraint conflicts, with the fields of the conflicts layer
     notes: list[str]
     result: AllocationResult | None = None
+    weights: pd.DataFrame | None = None  # the suitability_weights table (AHP CR included)
 
 
 def change_cost_matrix(transitions: dict[str, dict[str, float]]) -> tuple[np.ndarray, np.ndarray]:
@@ -852,6 +858,14 @@ def propose_plan(region, zones, buffers) -> Plan:
         conflict_rows=conflict_rows,
         notes=notes,
         result=result,
+        weights=weights_table(
+            rules.suitability,
+            available={
+                f.id
+                for f in rules.suitability.factors
+                if factor_available(f, vectors=vectors, rasters=rasters)
+            },
+        ),
     )
 
 

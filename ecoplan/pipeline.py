@@ -436,6 +436,7 @@ def run_region(
             "constraint_zones": plan.constraint_layer,
             "proposed_zones": plan.zone_layer,
             "zone_changes": plan.changes,
+            "suitability_weights": plan.weights,
             "run_metadata": metadata,
         },
     )

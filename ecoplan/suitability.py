@@ -26,6 +26,7 @@ from __future__ import annotations
 import dask.array as da
 import geopandas as gpd
 import numpy as np
+import pandas as pd
 
 from ecoplan.buffers import distance_block, halo_pixels, overlap_depth
 from ecoplan.constraints import slope_deg
@@ -34,7 +35,14 @@ from ecoplan.io import rasterize_on_grid
 from ecoplan.rules import Factor, Normalise, SuitabilitySettings
 from ecoplan.zones import NODATA, ZONES, zone_code
 
-__all__ = ["normalise", "factor_raster", "zone_suitability", "needed_inputs"]
+__all__ = [
+    "normalise",
+    "factor_raster",
+    "factor_available",
+    "zone_suitability",
+    "needed_inputs",
+    "weights_table",
+]
 
 
 def normalise(values: np.ndarray, spec: Normalise) -> np.ndarray:
@@ -163,3 +171,50 @@ def zone_suitability(
         s = sum(w / total * da.nan_to_num(factors[k]) for k, w in present.items())
         out[z.code] = da.where(zones != NODATA, da.clip(s, 0.0, 1.0), 0.0)
     return out, notes
+
+
+def factor_available(factor: Factor, *, vectors: dict, rasters: dict) -> bool:
+    """Whether the region gives the input a factor reads."""
+    s = factor.source
+    if s.distance_to is not None and s.distance_to.layer is not None:
+        return len(vectors.get(s.distance_to.layer, ())) > 0
+    if s.slope_of is not None:
+        return "dem" in rasters
+    if s.raster is not None:
+        return s.raster in rasters
+    if s.path is not None:
+        return f"path:{s.path}" in rasters
+    return True
+
+
+def weights_table(settings: SuitabilitySettings, *, available: set[str] | None = None):
+    """The weights per zone and factor, how they were set, and the AHP consistency ratio.
+
+    Columns: ``zone``, ``zone_en``, ``factor``, ``factor_name``, ``weight`` (as the rules give
+    it, normalised to add up to 1 per zone), ``weight_used`` (rescaled over the ``available``
+    factors; 0 for a factor left out), ``method`` (weights / ahp), ``consistency_ratio`` (AHP
+    only; matrices above 0.1 are refused).
+    """
+    names = {f.id: f.name_en for f in settings.factors}
+    rows = []
+    for zone, rule in settings.zones.items():
+        cr = rule.ahp.consistency_ratio if rule.ahp is not None else np.nan
+        weights = rule.factor_weights()
+        ok = set(weights) if available is None else set(weights) & available
+        total = sum(w for k, w in weights.items() if k in ok)
+        for fid, w in weights.items():
+            rows.append(
+                {
+                    "zone": zone_code(zone),
+                    "zone_en": zone,
+                    "factor": fid,
+                    "factor_name": names.get(fid, ""),
+                    "weight": w,
+                    "weight_used": w / total if fid in ok and total > 0 else 0.0,
+                    "method": "ahp" if rule.ahp is not None else "weights",
+                    "consistency_ratio": cr,
+                }
+            )
+    cols = ["zone", "zone_en", "factor", "factor_name", "weight", "weight_used", "method"]
+    cols.append("consistency_ratio")
+    return pd.DataFrame(rows, columns=cols)

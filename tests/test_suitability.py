@@ -195,3 +195,25 @@ def test_shipped_rules_have_suitability_transitions_and_an_ahp_for_forest():
     assert set(rules.suitability.zones) == {"forest", "agriculture", "rural", "urban", "industrial"}
     assert "urban" not in rules.transitions and "water" not in rules.transitions
     assert rules.allocation.enabled and rules.allocation.suitability_step == 0.01
+
+
+def test_weights_table_reports_weights_and_the_consistency_ratio():
+    from ecoplan.suitability import weights_table
+
+    t = weights_table(load_rules("default").suitability)
+    forest = t[t.zone_en == "forest"].set_index("factor")
+    assert forest.weight.sum() == pytest.approx(1.0)
+    assert forest.loc["near_forest", "weight"] == pytest.approx(0.6370, abs=1e-4)
+    assert (forest.method == "ahp").all()
+    assert forest.consistency_ratio.iloc[0] == pytest.approx(0.0332, abs=1e-4)
+    urban = t[t.zone_en == "urban"]
+    assert (urban.method == "weights").all() and urban.consistency_ratio.isna().all()
+    assert urban.set_index("factor").weight.to_dict() == {
+        "near_urban": 0.5,
+        "near_roads": 0.3,
+        "flat": 0.2,
+    }
+    # without roads and a DEM, near_urban carries the whole weight
+    used = weights_table(load_rules("default").suitability, available={"near_urban"})
+    u = used[used.zone_en == "urban"].set_index("factor").weight_used.to_dict()
+    assert u == {"near_urban": 1.0, "near_roads": 0.0, "flat": 0.0}
