@@ -824,9 +824,12 @@ def propose_plan(region, zones, buffers) -> Plan:
         proposed[cells] = result.zones
         stuck_ha = float(problem.area_m2[stuck].sum()) / 1e4
         changed_ha = float(problem.area_m2[result.zones != cur].sum()) / 1e4
-        notes.append(
-            f"allocation: {len(cur):,} cells in {result.n_classes:,} classes, "
-            f"{changed_ha:,.0f} ha change zone, solved exactly in {result.seconds:.1f} s"
+        log.info(
+            "allocation: %s cells in %s classes, %s ha change zone, solved exactly in %.1f s",
+            f"{len(cur):,}",
+            f"{result.n_classes:,}",
+            f"{changed_ha:,.0f}",
+            result.seconds,
         )
         if stuck_ha > 0:
             notes.append(
