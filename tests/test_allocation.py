@@ -297,6 +297,21 @@ def test_a_run_writes_the_proposed_plan_changes_constraints_and_before_after(tmp
     gpd.GeoDataFrame(
         geometry=[shapely.box(x0 + 800, y0 - 2000, x0 + 1000, y0 - 1000)], crs="EPSG:32647"
     ).to_file(tmp_path / "pa.gpkg")
+    # a DEM, flat except a 100 m step between columns 1 and 2 (slope 45° on columns 1–2 by
+    # Horn's method, all forest); a road along row 5
+    dem = np.zeros((20, 20), np.float32)
+    dem[:, 2:] = 100.0  # a 100 m step between columns 1 and 2
+    with rasterio.open(
+        tmp_path / "dem.tif",
+        "w",
+        **{**profile, "dtype": "float32"},
+        crs="EPSG:32647",
+        transform=Affine(px, 0, x0, 0, -px, y0),
+    ) as dst:
+        dst.write(dem, 1)
+    gpd.GeoDataFrame(
+        geometry=[shapely.LineString([(x0, y0 - 550), (x0 + 2000, y0 - 550)])], crs="EPSG:32647"
+    ).to_file(tmp_path / "roads.gpkg")
     rules = {
         "buffers": [
             {
@@ -314,7 +329,8 @@ def test_a_run_writes_the_proposed_plan_changes_constraints_and_before_after(tmp
                 "name_en": "Protected",
                 "layer": "protected_areas",
                 "forbids": ["agriculture", "urban"],
-            }
+            },
+            {"id": "steep", "name_en": "Steep", "slope_above_deg": 20, "forbids": ["urban"]},
         ],
         "suitability": {
             "factors": [
@@ -322,9 +338,22 @@ def test_a_run_writes_the_proposed_plan_changes_constraints_and_before_after(tmp
                     "id": "near_forest",
                     "source": {"distance_to": {"zones": ["forest"]}},
                     "normalise": {"kind": "decreasing", "low": 0, "high": 1000},
-                }
+                },
+                {
+                    "id": "near_roads",
+                    "source": {"distance_to": {"layer": "roads"}},
+                    "normalise": {"kind": "decreasing", "low": 0, "high": 500},
+                },
+                {
+                    "id": "flat",
+                    "source": {"slope_of": "dem"},
+                    "normalise": {"kind": "decreasing", "low": 0, "high": 30},
+                },
             ],
-            "zones": {"forest": {"weights": {"near_forest": 1}}},
+            "zones": {
+                "forest": {"weights": {"near_forest": 1}},
+                "urban": {"weights": {"near_roads": 1, "flat": 1}},
+            },
         },
         "transitions": {"agriculture": {"forest": 1.5}},
     }
@@ -333,7 +362,11 @@ def test_a_run_writes_the_proposed_plan_changes_constraints_and_before_after(tmp
         "region": {"id": "t", "name_en": "Test"},
         "boundary": {"path": "units.gpkg", "layer": "units", "unit_field": "unit"},
         "landcover": {"path": "lc.tif", "crosswalk": "worldcover"},
-        "layers": {"protected_areas": {"path": "pa.gpkg"}},
+        "layers": {
+            "protected_areas": {"path": "pa.gpkg"},
+            "dem": {"path": "dem.tif"},
+            "roads": {"path": "roads.gpkg"},
+        },
         "rules": "rules.yaml",
     }
     (tmp_path / "region.yaml").write_text(yaml.safe_dump(region), encoding="utf-8")
@@ -370,9 +403,11 @@ def test_a_run_writes_the_proposed_plan_changes_constraints_and_before_after(tmp
     # agriculture inside the protected area: 20 cells = ~20 ha
     assert by_rule["pa"] == pytest.approx(20.0, rel=2e-3)
     constraint = gpd.read_file(out / "t.gpkg", layer="constraint_zones")
-    assert constraint.rule_id.tolist() == ["pa"] and constraint.area_ha[0] == pytest.approx(
-        20.0, rel=2e-3
-    )
+    assert constraint.rule_id.tolist() == ["pa", "steep"]
+    assert constraint.area_ha.tolist() == pytest.approx([20.0, 40.0], rel=2e-3)
+    assert not any("skipped" in w or "left out" in w for w in result.warnings)
+    weights = gpd.read_file(out / "t.gpkg", layer="suitability_weights")
+    assert weights[weights.zone_en == "urban"].weight_used.tolist() == [0.5, 0.5]
     assert any("4 ha lie in a zone" in w for w in result.warnings)  # urban by water: no transition
 
 
