@@ -543,10 +543,10 @@ def _solution(model: _Model, y, s, has, slack: bool, pi=None) -> LPSolution:
         has_lo, has_hi = has
         n_lo = int(has_lo.sum())
         for t, v in zip(np.nonzero(has_lo)[0], s[:n_lo], strict=True):
-            if v > 1e-9 * model.denom[t]:
+            if v > 1e-6 * model.denom[t]:
                 shortfall[int(t)] = float(v * model.scale)
         for t, v in zip(np.nonzero(has_hi)[0], s[n_lo:], strict=True):
-            if v > 1e-9 * model.denom[t]:
+            if v > 1e-6 * model.denom[t]:
                 excess[int(t)] = float(v * model.scale)
     return LPSolution(y_m2, obj, not shortfall and not excess, shortfall, excess, pi)
 
