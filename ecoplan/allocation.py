@@ -227,7 +227,8 @@ class _Model:
         self.has_lo, self.has_hi = np.isfinite(self.lo), np.isfinite(self.hi)
         self.zone_t = np.array([t.zone for t in self.targets], dtype=np.intp)
         self.scope_t = np.array([t.scope for t in self.targets], dtype=np.int64)
-        self.denom = np.array([t.denom_m2 for t in self.targets]) / self.scale
+        # (a scope without land has no share to violate; 1 m² keeps the weights finite)
+        self.denom = np.maximum(np.array([t.denom_m2 for t in self.targets]), 1.0) / self.scale
 
         self._members: dict[int, np.ndarray] = {}
         self._base = np.where(classes.allowed, classes.score, -np.inf)
@@ -654,7 +655,7 @@ def allocate(problem: AllocationProblem) -> AllocationResult:
         messages.append(
             f"target not met: {t.label or ZONE_BY_CODE[t.zone].name}: "
             f"{share:.2%} is {kind} {bound:.2%} by {abs(diff) / 1e4:,.1f} ha "
-            f"({abs(diff) / t.denom_m2:.2%} points); the allowed changes cannot reach it"
+            f"({abs(diff) / max(t.denom_m2, 1.0):.2%} points); the allowed changes cannot reach it"
         )
     return AllocationResult(
         zones=zones,
@@ -720,9 +721,9 @@ def target_bounds(
             continue
         bounds = []
         if t.min_share is not None:
-            bounds.append(f"min {t.min_share:.0%}")
+            bounds.append(f"min {t.min_share * 100:.4g}%")
         if t.max_share is not None:
-            bounds.append(f"max {t.max_share:.0%}")
+            bounds.append(f"max {t.max_share * 100:.4g}%")
         out.append(
             TargetBound(
                 scope=scope,
