@@ -30,6 +30,7 @@ __all__ = [
     "distance_block",
     "ring_block",
     "halo_pixels",
+    "overlap_depth",
     "zone_rings",
     "vector_rings",
     "BufferResult",
@@ -60,6 +61,12 @@ def ring_block(distance: np.ndarray, rings: tuple[tuple[float, float], ...]) -> 
 def halo_pixels(distance_m: float, pixel_size_m: float) -> int:
     """Pixels of halo a block needs to see every source within ``distance_m``."""
     return int(math.ceil(distance_m / pixel_size_m)) + 1
+
+
+def overlap_depth(halo: int, shape: tuple[int, ...]) -> dict[int, int]:
+    """``map_overlap`` depth per axis: the halo, but no more than the array (dask refuses a
+    deeper halo; a block that already spans an axis sees every source along it)."""
+    return {axis: min(int(halo), int(n)) for axis, n in enumerate(shape)}
 
 
 def _zone_rings_block(
@@ -94,7 +101,7 @@ def zone_rings(zones: da.Array, rule: BufferRule, *, grid: Grid) -> da.Array:
     halo = halo_pixels(rule.max_distance_m, grid.pixel_size_m)
     return zones.map_overlap(
         _zone_rings_block,
-        depth=halo,
+        depth=overlap_depth(halo, zones.shape),
         boundary=NODATA,
         trim=True,
         dtype=np.uint8,

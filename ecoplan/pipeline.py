@@ -25,6 +25,8 @@ import shapely
 from rasterio.warp import transform_bounds
 
 from ecoplan import __version__
+from ecoplan.allocation import propose_plan
+from ecoplan.areas import pair_areas_m2
 from ecoplan.buffers import BufferResult, vector_buffer, zone_rings
 from ecoplan.classify import check_codes, classify, code_histogram, lookup_table
 from ecoplan.errors import InputError
@@ -41,7 +43,7 @@ from ecoplan.io import (
 from ecoplan.plans import plans_for_region
 from ecoplan.polygons import vectorize
 from ecoplan.progress import Progress, silent
-from ecoplan.proportions import N_CODES, pair_counts, proportions_table, zone_counts
+from ecoplan.proportions import N_CODES, proportions_table, zone_counts
 from ecoplan.region import RegionConfig, load_region
 from ecoplan.report import ReportData, write_report
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
@@ -331,8 +333,9 @@ def _run_region(
     gpkg_path = out_dir / f"{cfg.id}.gpkg"
     tif_path = out_dir / f"{cfg.id}_zones.tif"
     report_path = out_dir / f"{cfg.id}_report.html"
+    proposed_path = out_dir / f"{cfg.id}_proposed.tif"  # issue 4: the proposed plan
     if not overwrite:
-        for p in (gpkg_path, tif_path, report_path):
+        for p in (gpkg_path, tif_path, proposed_path, report_path):
             if p.exists():
                 raise InputError(
                     f"{p}: output exists; use --overwrite (overwrite=True) to replace it"
@@ -363,12 +366,17 @@ def _run_region(
         ring_counts: list[np.ndarray] = []
 
         progress("proportions")
+        # --- issue 4: constraints, suitability and the proposed plan (ecoplan.allocation) ---
+        plan = propose_plan(region, zones, buffers)
+        notes += plan.notes
         table = proportions_table(
             counts,
             unit_ids=region.unit_ids,
             region_id=cfg.id,
             pixel_area_m2=grid.pixel_area_m2,
             rules=region.rules,
+            area_m2=plan.area_m2_before,
+            area_m2_after=plan.area_m2_after,
         )
 
         progress("polygons")
@@ -381,7 +389,8 @@ def _run_region(
             {
                 **_zone_fields(zcodes),
                 "area_ha": [
-                    float(counts[u, z]) * ha for u, z in zip(unit_idx, zcodes, strict=True)
+                    float(plan.area_m2_before[u, z]) / 1e4
+                    for u, z in zip(unit_idx, zcodes, strict=True)
                 ],
                 "unit_id": [region.unit_ids[u - 1] for u in unit_idx],
             },
@@ -393,7 +402,11 @@ def _run_region(
             rule = b.rule
             # one rule at a time: its rings are computed once and released after use
             rings = b.rings.persist()
-            rc = pair_counts(rings, zones, n_a=len(rule.rings) + 1, n_b=N_CODES)
+            # ground areas (ecoplan.areas) in pixel-area units
+            rc = (
+                pair_areas_m2(rings, zones, n_a=len(rule.rings) + 1, n_b=N_CODES, grid=grid)
+                / grid.pixel_area_m2
+            )
             ring_counts.append(rc)
             restricted = [zone_code(z) for z in rule.restricted_zones]
             if b.polygons is not None:
@@ -440,6 +453,7 @@ def _run_region(
                         }
                     )
 
+    conflict_rows += plan.conflict_rows  # issue 4: land in a zone a constraint forbids
     buffer_cols = [
         "rule_id",
         "rule_name",
@@ -471,7 +485,7 @@ def _run_region(
         conflict_rows, columns=conflict_cols, geometry="geometry", crs=grid.crs
     )
     # --- plan layers (issue 5, ecoplan.plans); an allocation step passes proposed= here ---
-    plans = plans_for_region(region, zones, region.units, buffers, proposed=None)
+    plans = plans_for_region(region, zones, region.units, buffers, proposed=plan.proposed)
     notes += plans.warnings
     # --- end plan layers ---
     for note in notes:
@@ -487,12 +501,19 @@ def _run_region(
         "CROSSWALK": region.crosswalk.name,
     }
     write_zone_raster(tif_path, zones, grid, tags=tags)
+    proposed = da.from_array(plan.proposed, chunks=region.chunks)  # issue 4
+    write_zone_raster(proposed_path, proposed, grid, tags={**tags, "PHASE": "proposed"})
     gpkg_layers = {
         "zones": zone_layer,
         "buffer_zones": buffer_layer,
         "conflicts": conflict_layer,
         "proportions": table,
         **plans.layers,
+        # issue 4: constraints and the proposed plan
+        "constraint_zones": plan.constraint_layer,
+        "proposed_zones": plan.zone_layer,
+        "zone_changes": plan.changes,
+        "suitability_weights": plan.weights,
         "run_metadata": metadata,
     }
     styles = vector_styles(
@@ -513,6 +534,13 @@ def _run_region(
         boundary=region.boundary,
         plan_areas=plans.areas(),
         warnings=notes,
+        proposed=plan.proposed,  # issue 4: the proposed plan, its proportions and changes
+        proportions_after=table.assign(
+            area_ha=table["area_ha_after"],
+            share=table["share_after"],
+            status=table["status_after"],
+        ),
+        zone_changes=plan.changes,
     )
     write_report(report_path, report)
     # --- end report ---

@@ -48,10 +48,11 @@ VECTOR_ROLES = (
     "heritage_sites",
     "industrial_estates",
     "landuse",
+    "flood_prone",
 )
 """Vector inputs a region may give, by role (DESIGN.md section 3)."""
 
-RASTER_ROLES = ("dem", "population")
+RASTER_ROLES = ("dem", "population", "flood_depth")
 
 Id = Annotated[str, Field(pattern=r"^[a-z0-9_]+$")]
 
@@ -215,6 +216,11 @@ class Rules(_Strict):
     targets: list[Target] = Field(default_factory=list)
     plans: list[PlanRule] = Field(default_factory=list)  # issue 5: plan layers
     _plans_unique = field_validator("plans")(classmethod(lambda cls, v: _unique_plan_rule_ids(v)))
+    # issue 4: constraints, suitability, allocation, transitions (models at the end of the file)
+    constraints: list[ConstraintRule] = Field(default_factory=list)
+    suitability: SuitabilitySettings = Field(default_factory=lambda: SuitabilitySettings())
+    allocation: AllocationSettings = Field(default_factory=lambda: AllocationSettings())
+    transitions: Transitions = Field(default_factory=dict)
 
     @field_validator("buffers")
     @classmethod
@@ -415,4 +421,321 @@ def _unique_plan_rule_ids(v: list[PlanRule]) -> list[PlanRule]:
     return v
 
 
+# ---------------------------------------------------------------------------------------------
+# Issue 4: constraints (exclusion layers), suitability factors, allocation and transitions.
+# The code that uses them lives in ecoplan.constraints, ecoplan.suitability, ecoplan.allocation.
+# ---------------------------------------------------------------------------------------------
+
+import numpy as np  # noqa: E402
+from pydantic import AfterValidator, ValidationInfo  # noqa: E402
+
+RANDOM_INDEX = (0.0, 0.0, 0.58, 0.90, 1.12, 1.24, 1.32, 1.41, 1.45, 1.49)
+RANDOM_INDEX += (1.51, 1.48, 1.56, 1.57, 1.59)
+"""Saaty's random consistency index RI for AHP matrices of size 1 … 15."""
+
+
+def _zone_list(v: list[str]) -> list[str]:
+    if not v:
+        raise ValueError("must list at least one zone")
+    return _check_zone_names(v)
+
+
+class ConstraintRule(_Strict):
+    """An exclusion layer: where it holds, the zones in ``forbids`` are not allowed.
+
+    Give exactly one source: ``layer`` (a vector role: inside its polygons, or on the cells its
+    lines/points touch), ``raster`` (a raster role) or ``path`` (a raster file, relative to the
+    rules file) with ``above`` (cells whose value is > above) or ``values`` (cells whose value is
+    one of them), or ``slope_above_deg`` (cells steeper than this, from the region's ``dem``).
+    """
+
+    id: Id
+    name_en: str
+    name_th: str = ""
+    layer: Literal[VECTOR_ROLES] | None = None  # type: ignore[valid-type]
+    raster: Literal[RASTER_ROLES] | None = None  # type: ignore[valid-type]
+    path: Path | None = None
+    above: float | None = None
+    values: list[float] | None = None
+    slope_above_deg: float | None = Field(default=None, gt=0, lt=90)
+    forbids: list[str]
+    basis: str = ""
+
+    _forbids = field_validator("forbids")(classmethod(lambda cls, v: _zone_list(v)))
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _relative_to_rules(cls, v, info: ValidationInfo):
+        source = (info.context or {}).get("source")
+        if isinstance(v, str) and source and not Path(v).expanduser().is_absolute():
+            return Path(source).parent / v
+        return v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> ConstraintRule:
+        given = [
+            k
+            for k in ("layer", "raster", "path", "slope_above_deg")
+            if getattr(self, k) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one source: 'layer', 'raster', 'path' or 'slope_above_deg'"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        is_raster = self.raster is not None or self.path is not None
+        if is_raster and (self.above is None) == (self.values is None):
+            raise ValueError("a raster source needs exactly one of 'above' or 'values'")
+        if not is_raster and (self.above is not None or self.values is not None):
+            raise ValueError("'above' and 'values' apply only to a 'raster' or 'path' source")
+        return self
+
+    def describe(self) -> str:
+        if self.layer is not None:
+            return f"layer:{self.layer}"
+        if self.slope_above_deg is not None:
+            return f"slope>{self.slope_above_deg:g}deg"
+        name = f"raster:{self.raster}" if self.raster else f"path:{self.path}"
+        if self.above is not None:
+            return f"{name}>{self.above:g}"
+        return f"{name} in {','.join(f'{v:g}' for v in self.values or ())}"
+
+
+class Normalise(_Strict):
+    """A linear ramp to 0–1: ``increasing`` is 0 at ``low`` and below, 1 at ``high`` and above;
+    ``decreasing`` is 1 at ``low`` and below, 0 at ``high`` and above."""
+
+    kind: Literal["increasing", "decreasing"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _order(self) -> Normalise:
+        if self.high <= self.low:
+            raise ValueError(f"high ({self.high:g}) must be above low ({self.low:g})")
+        return self
+
+
+class FactorSource(_Strict):
+    """What a suitability factor measures; give exactly one key."""
+
+    distance_to: BufferSource | None = None  # ground distance (m) to a vector role or zones
+    slope_of: Literal["dem"] | None = None  # slope in degrees of the region's DEM
+    raster: Literal[RASTER_ROLES] | None = None  # value of a raster role, e.g. dem = elevation
+    path: Path | None = None  # value of any raster file (relative to the rules file)
+    current_zone: dict[str, float] | None = None  # today's zone -> value in 0–1
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _relative_to_rules(cls, v, info: ValidationInfo):
+        return ConstraintRule._relative_to_rules(v, info)
+
+    @field_validator("current_zone")
+    @classmethod
+    def _zone_values(cls, v: dict[str, float] | None) -> dict[str, float] | None:
+        if v is None:
+            return v
+        _check_zone_names(list(v))
+        bad = {k: x for k, x in v.items() if not 0 <= x <= 1}
+        if bad:
+            raise ValueError(f"values must be in 0–1 (got {bad})")
+        return v
+
+    @model_validator(mode="after")
+    def _one(self) -> FactorSource:
+        keys = ("distance_to", "slope_of", "raster", "path", "current_zone")
+        given = [k for k in keys if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of {', '.join(keys)}")
+        return self
+
+    @property
+    def kind(self) -> str:
+        keys = ("distance_to", "slope_of", "raster", "path", "current_zone")
+        return next(k for k in keys if getattr(self, k) is not None)
+
+
+class Factor(_Strict):
+    """A suitability factor: a measured value turned into 0–1 by ``normalise``."""
+
+    id: Id
+    name_en: str = ""
+    name_th: str = ""
+    source: FactorSource
+    normalise: Normalise | None = None
+    basis: str = ""
+
+    @model_validator(mode="after")
+    def _needs_normalise(self) -> Factor:
+        if self.source.current_zone is None and self.normalise is None:
+            raise ValueError("needs 'normalise' (kind, low, high) to turn values into 0–1")
+        if self.source.current_zone is not None and self.normalise is not None:
+            raise ValueError(
+                "a current_zone factor gives its 0–1 values directly; drop 'normalise'"
+            )
+        return self
+
+
+def _ratio(x) -> float:
+    if isinstance(x, str):
+        text = x.strip()
+        if "/" in text:
+            num, den = text.split("/", 1)
+            return float(num) / float(den)
+        return float(text)
+    return float(x)
+
+
+class AHP(_Strict):
+    """An AHP pairwise comparison matrix (Saaty 1–9 scale; "1/3" strings allowed).
+
+    ``matrix[i][j]`` says how much more important factor i is than factor j. Weights are the
+    principal eigenvector (normalised to sum 1); CR = CI / RI with CI = (λmax − n) / (n − 1) and
+    Saaty's random index RI. A matrix with CR > 0.1 is refused.
+    """
+
+    factors: list[str]
+    matrix: list[list[float | str]]
+
+    @model_validator(mode="after")
+    def _consistent(self) -> AHP:
+        n = len(self.factors)
+        if n < 1 or n > len(RANDOM_INDEX):
+            raise ValueError(f"AHP needs 1 to {len(RANDOM_INDEX)} factors (got {n})")
+        if len(set(self.factors)) != n:
+            raise ValueError("a factor is listed twice")
+        if len(self.matrix) != n or any(len(r) != n for r in self.matrix):
+            raise ValueError(f"matrix must be {n} x {n}, one row and column per factor")
+        try:
+            a = np.array([[_ratio(x) for x in r] for r in self.matrix], dtype=float)
+        except (ValueError, ZeroDivisionError) as err:
+            raise ValueError(
+                f"matrix entries must be numbers or ratios like '1/3' ({err})"
+            ) from err
+        if (a <= 0).any():
+            raise ValueError("matrix entries must be > 0")
+        for i in range(n):
+            for j in range(n):
+                if abs(a[i, j] * a[j, i] - 1) > 0.01:
+                    raise ValueError(
+                        f"matrix[{i}][{j}] x matrix[{j}][{i}] must be 1 (reciprocal), "
+                        f"got {a[i, j]:g} and {a[j, i]:g}"
+                    )
+        cr = ahp_weights(a)[1]
+        if cr > 0.1:
+            raise ValueError(
+                f"inconsistent AHP matrix: consistency ratio {cr:.3f} > 0.1; revise the "
+                "comparisons (Saaty's rule)"
+            )
+        return self
+
+    def weights(self) -> dict[str, float]:
+        a = np.array([[_ratio(x) for x in r] for r in self.matrix], dtype=float)
+        w, _ = ahp_weights(a)
+        return dict(zip(self.factors, (float(x) for x in w), strict=True))
+
+    @property
+    def consistency_ratio(self) -> float:
+        return ahp_weights(np.array([[_ratio(x) for x in r] for r in self.matrix], float))[1]
+
+
+def ahp_weights(matrix) -> tuple:
+    """Weights (principal eigenvector, sum 1) and consistency ratio of an AHP matrix."""
+    import numpy as np
+
+    a = np.asarray(matrix, dtype=float)
+    n = a.shape[0]
+    vals, vecs = np.linalg.eig(a)
+    k = int(np.argmax(vals.real))
+    w = np.abs(vecs[:, k].real)
+    w = w / w.sum()
+    lam = float(vals[k].real)
+    if n <= 2:
+        return w, 0.0
+    ci = (lam - n) / (n - 1)
+    return w, float(max(ci, 0.0) / RANDOM_INDEX[n - 1])
+
+
+class ZoneSuitability(_Strict):
+    """How suitable a cell is for one zone: weights given directly or from an AHP matrix."""
+
+    weights: dict[str, Annotated[float, Field(ge=0)]] | None = None
+    ahp: AHP | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ZoneSuitability:
+        if (self.weights is None) == (self.ahp is None):
+            raise ValueError("give exactly one of 'weights' or 'ahp'")
+        if self.weights is not None and sum(self.weights.values()) <= 0:
+            raise ValueError("weights must add up to more than 0")
+        return self
+
+    def factor_weights(self) -> dict[str, float]:
+        """Weights normalised to add up to 1."""
+        if self.ahp is not None:
+            return self.ahp.weights()
+        total = sum((self.weights or {}).values())
+        return {k: v / total for k, v in (self.weights or {}).items()}
+
+
+class SuitabilitySettings(_Strict):
+    """Suitability (0–1) of each cell for each zone: a weighted sum of normalised factors."""
+
+    factors: list[Factor] = Field(default_factory=list)
+    zones: dict[str, ZoneSuitability] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _refs(self) -> SuitabilitySettings:
+        _check_zone_names(list(self.zones))
+        ids = [f.id for f in self.factors]
+        dupes = [k for k, n in Counter(ids).items() if n > 1]
+        if dupes:
+            raise ValueError(f"factor id {dupes[0]!r} is used more than once")
+        for zone, zs in self.zones.items():
+            used = list(zs.weights or {}) if zs.weights is not None else zs.ahp.factors
+            unknown = [f for f in used if f not in ids]
+            if unknown:
+                raise ValueError(
+                    f"zones.{zone}: unknown factor {unknown[0]!r}; factors are: {', '.join(ids)}"
+                )
+        return self
+
+
+class AllocationSettings(_Strict):
+    """The proposed plan: one zone per cell meeting the targets (see ecoplan.allocation)."""
+
+    enabled: bool = True
+    suitability_step: float = Field(default=0.01, ge=0.005, le=0.5)
+    basis: str = ""
+
+
+def _check_transitions(v: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    _check_zone_names(list(v))
+    for src, dests in v.items():
+        _check_zone_names(list(dests))
+        bad = {k: c for k, c in dests.items() if c < 0}
+        if bad:
+            raise ValueError(f"{src}: change costs must be >= 0 (got {bad})")
+    return v
+
+
+Transitions = Annotated[dict[str, dict[str, float]], AfterValidator(_check_transitions)]
+"""``{from_zone: {to_zone: change_cost}}``: the changes allowed from each zone (like CLUE-S's
+conversion matrix) and their cost in suitability units per unit area. Staying is always allowed
+at no cost; a zone not listed may not change."""
+
+
 Rules.model_rebuild()
+
+__all__ += [
+    "ConstraintRule",
+    "Normalise",
+    "FactorSource",
+    "Factor",
+    "AHP",
+    "ahp_weights",
+    "ZoneSuitability",
+    "SuitabilitySettings",
+    "AllocationSettings",
+    "Transitions",
+]
