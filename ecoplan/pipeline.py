@@ -40,6 +40,7 @@ from ecoplan.io import (
 from ecoplan.polygons import vectorize
 from ecoplan.progress import Progress, silent
 from ecoplan.proportions import N_CODES, pair_counts, proportions_table, zone_counts
+from ecoplan.refine import refine_zones
 from ecoplan.region import RegionConfig, load_region
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
 from ecoplan.zones import ZONE_BY_CODE, zone_code
@@ -280,6 +281,9 @@ def run_region(
         lut = lookup_table(region.crosswalk, max_code=max(hist))
         zones = classify(region.codes, lut)
         zones = da.where(region.units > 0, zones, 0).astype(np.uint8)
+        # refine (issue 3): vector zone rules, urban/rural split, minimum mapping unit
+        zones, refine_notes = refine_zones(zones, region)
+        notes += refine_notes
         zones = zones.persist()
 
         progress("buffers")
