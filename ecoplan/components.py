@@ -24,7 +24,7 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
-__all__ = ["Components", "structure", "label_block", "label_components"]
+__all__ = ["Components", "structure", "label_block", "label_components", "per_block"]
 
 Connectivity = Literal[4, 8]
 
@@ -97,6 +97,24 @@ def _provisional(values: da.Array, connectivity: Connectivity) -> da.Array:
     return values.map_blocks(block, dtype=np.int64, meta=np.empty((0, 0), np.int64))
 
 
+def per_block(func, *arrays: da.Array, **kwargs) -> da.Array:
+    """A lazy object array holding ``func(block, …)`` of each block (one graph layer)."""
+
+    def wrap(*blocks):
+        out = np.empty((1, 1), dtype=object)
+        out[0, 0] = func(*blocks, **kwargs)
+        return out
+
+    nr, nc = arrays[0].numblocks
+    return da.map_blocks(
+        wrap,
+        *arrays,
+        chunks=((1,) * nr, (1,) * nc),
+        dtype=object,
+        meta=np.empty((0, 0), dtype=object),
+    )
+
+
 def _block_table(labels: np.ndarray, values: np.ndarray):
     sel = labels > 0
     ids, first, counts = np.unique(labels[sel], return_index=True, return_counts=True)
@@ -126,24 +144,21 @@ def label_components(values: da.Array, *, connectivity: Connectivity = 8) -> Com
     structure(connectivity)  # validates
     values = values.astype(np.int64) if values.dtype.kind not in "iu" else values
     prov = _provisional(values, connectivity)
-    tables = [
-        dask.delayed(_block_table)(lab, val)
-        for lab, val in zip(prov.to_delayed().ravel(), values.to_delayed().ravel(), strict=True)
-    ]
-    seams = []
+    tables = per_block(_block_table, prov, values)
     rows = np.cumsum(values.chunks[0])[:-1]
     cols = np.cumsum(values.chunks[1])[:-1]
-    for r in rows:
-        seams.append(
-            dask.delayed(_seam_pairs)(prov[r - 1], prov[r], values[r - 1], values[r], connectivity)
-        )
-    for c in cols:
-        seams.append(
-            dask.delayed(_seam_pairs)(
-                prov[:, c - 1], prov[:, c], values[:, c - 1], values[:, c], connectivity
-            )
-        )
-    tables, seams = dask.compute(tables, seams)
+    lines = []
+    if len(rows):
+        lines += [prov[rows - 1, :], prov[rows, :], values[rows - 1, :], values[rows, :]]
+    if len(cols):
+        lines += [prov[:, cols - 1].T, prov[:, cols].T, values[:, cols - 1].T, values[:, cols].T]
+    tables, lines = dask.compute(tables, lines)
+    tables = tables.ravel().tolist()
+    seams = []
+    for k in range(0, len(lines), 4):
+        la, lb, va, vb = (np.asarray(x) for x in lines[k : k + 4])
+        for i in range(la.shape[0]):
+            seams.append(_seam_pairs(la[i], lb[i], va[i], vb[i], connectivity))
     ids = np.concatenate([t[0] for t in tables]) if tables else np.empty(0, np.int64)
     counts = np.concatenate([t[1] for t in tables]) if tables else np.empty(0, np.int64)
     vals = np.concatenate([t[2] for t in tables]) if tables else np.empty(0, np.int64)

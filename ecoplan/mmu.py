@@ -22,11 +22,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-import dask
 import dask.array as da
 import numpy as np
 
-from ecoplan.components import Connectivity, label_components
+from ecoplan.components import Connectivity, label_components, per_block
 from ecoplan.rules import MinMappingUnit
 from ecoplan.zones import NODATA, zone_code
 
@@ -133,11 +132,10 @@ def apply_mmu(zones: da.Array, settings: MinMappingUnit, *, pixel_size_m: float)
             break
         lab_h = da.overlap.overlap(comps.labels, depth=1, boundary=0)
         zon_h = da.overlap.overlap(zones, depth=1, boundary=NODATA)
-        parts = [
-            dask.delayed(neighbour_counts_block)(lb, zb, small_ids, connectivity=conn)
-            for lb, zb in zip(lab_h.to_delayed().ravel(), zon_h.to_delayed().ravel(), strict=True)
-        ]
-        parts = dask.compute(*parts)
+        parts = per_block(
+            neighbour_counts_block, lab_h, zon_h, small_ids=small_ids, connectivity=conn
+        )
+        parts = parts.compute().ravel().tolist()
         ids, targets = majority_targets(
             np.concatenate([p[0] for p in parts]),
             np.concatenate([p[1] for p in parts]),
