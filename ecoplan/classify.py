@@ -133,6 +133,8 @@ def text_zone(value: object, crosswalk: Crosswalk) -> str | None:
     """
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)  # 12.0 read from a numeric field matches code 12
     text = _normalise(value)
     for sep in crosswalk.mixed_separators:
         text = text.split(sep, 1)[0].strip()

@@ -1,0 +1,109 @@
+"""Urban/rural split of built-up land by built-up density and cluster size."""
+
+import dask.array as da
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from ecoplan.classify import BUILT_UP
+from ecoplan.rules import UrbanRuralSettings
+from ecoplan.settlement import built_share_block, split_built_up, window_kernel
+
+B, AG, RURAL, URBAN, IND = BUILT_UP, 2, 3, 4, 5
+PIXEL_M = 100.0  # 1 pixel = 1 ha
+
+
+def split(a, *, chunks=None, **kw):
+    s = UrbanRuralSettings(**kw)
+    z = da.from_array(np.asarray(a, np.uint8), chunks=chunks or np.shape(a))
+    return split_built_up(z, s, pixel_size_m=PIXEL_M).compute()
+
+
+def test_window_kernel_shapes():
+    assert window_kernel(100, 100).astype(int).tolist() == [[0, 1, 0], [1, 1, 1], [0, 1, 0]]
+    assert window_kernel(100, 100, shape="square").sum() == 9
+    assert window_kernel(141.5, 100).sum() == 9  # diagonal centres at 141.4 m
+    assert window_kernel(40, 100).tolist() == [[1.0]]  # radius below one pixel
+    assert window_kernel(250, 100).sum() == 21  # offsets with dy²+dx² <= 6.25
+    with pytest.raises(ValueError, match="circle"):
+        window_kernel(100, 100, shape="hexagon")
+
+
+def test_built_share_counts_only_mapped_pixels():
+    z = np.array([[B, B, AG], [B, AG, AG], [0, AG, AG]], np.uint8)
+    s = built_share_block(z, kernel=window_kernel(100, 100), built_codes=())
+    assert s[1, 1] == pytest.approx(2 / 5)
+    assert s[0, 0] == pytest.approx(3 / 3)  # pixels beyond the edge are not in the window
+    assert s[2, 1] == pytest.approx(0 / 3)  # the nodata pixel (2, 0) is not counted
+    assert np.isnan(s[2, 0])
+
+
+def town_and_villages() -> np.ndarray:
+    z = np.full((20, 20), AG, np.uint8)
+    z[2:6, 2:6] = B  # a 16 ha town: every pixel's cross window is >= 3/5 built
+    z[12:14, 12:14] = B  # a 4 ha village: dense (3/5) but the cluster is small
+    z[17, 3] = B  # a lone building: 1/5, not dense
+    return z
+
+
+def test_town_is_urban_village_and_lone_building_rural():
+    out = split(town_and_villages(), radius_m=100, min_built_share=0.5, min_cluster_area_ha=10)
+    assert (out[2:6, 2:6] == URBAN).all()
+    assert (out[12:14, 12:14] == RURAL).all()
+    assert out[17, 3] == RURAL
+    assert (out[(out != URBAN) & (out != RURAL)] == AG).all()  # nothing else changed
+
+
+def test_smaller_cluster_threshold_makes_the_village_urban():
+    out = split(town_and_villages(), radius_m=100, min_built_share=0.5, min_cluster_area_ha=4)
+    assert (out[12:14, 12:14] == URBAN).all()
+    assert out[17, 3] == RURAL
+
+
+def test_industrial_land_counts_towards_density_when_listed():
+    z = np.full((12, 12), AG, np.uint8)
+    z[4:6, 2:4] = B
+    z[2:8, 4:8] = IND  # 24 ha of industry beside a 4 ha village
+    kw = dict(radius_m=100, min_built_share=0.5, min_cluster_area_ha=10)
+    assert (split(z, **kw)[4:6, 2:4] == URBAN).all()
+    assert (split(z, counts_as_built_up=[], **kw)[4:6, 2:4] == RURAL).all()
+    assert (split(z, **kw)[2:8, 4:8] == IND).all()
+
+
+def test_all_urban_and_all_rural_methods():
+    z = town_and_villages()
+    assert set(np.unique(split(z, method="all_urban"))) == {AG, URBAN}
+    assert set(np.unique(split(z, method="all_rural"))) == {AG, RURAL}
+
+
+def reference(z, *, radius_m, share, area_ha, connectivity):
+    """The documented method on the whole array with scipy."""
+    k = window_kernel(radius_m, PIXEL_M)
+    valid = z != 0
+    built = np.isin(z, (B, URBAN, RURAL, IND)) & valid
+    nv = ndimage.correlate(valid.astype(float), k, mode="constant")
+    nb = ndimage.correlate(built.astype(float), k, mode="constant")
+    dense = valid & (nb >= share * nv - 1e-9)
+    st = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
+    lab, _ = ndimage.label(dense, structure=st)
+    sizes = np.bincount(lab.ravel())
+    urban = (lab > 0) & (sizes[lab] >= area_ha)
+    out = z.copy()
+    out[(z == B) & urban] = URBAN
+    out[(z == B) & ~urban] = RURAL
+    return out
+
+
+@pytest.mark.parametrize("connectivity", [4, 8])
+def test_same_result_as_whole_array_reference_for_any_chunking(connectivity):
+    rng = np.random.default_rng(3)
+    blobs = ndimage.gaussian_filter(rng.random((48, 40)), 2.5)
+    z = np.where(blobs > np.quantile(blobs, 0.7), B, AG).astype(np.uint8)
+    z[rng.random(z.shape) < 0.05] = B
+    z[:3, :] = 0
+    kw = dict(radius_m=250, min_built_share=0.4, min_cluster_area_ha=30)
+    expected = reference(z, radius_m=250, share=0.4, area_ha=30, connectivity=connectivity)
+    assert URBAN in expected and RURAL in expected
+    for chunks in [(48, 40), (10, 7), (17, 23)]:
+        out = split(z, chunks=chunks, connectivity=connectivity, **kw)
+        assert (out == expected).all(), chunks
