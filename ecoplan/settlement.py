@@ -77,9 +77,11 @@ def built_share(zones: da.Array, settings: UrbanRuralSettings, *, pixel_size_m: 
         return zones.map_blocks(
             built_share_block, kernel=kernel, built_codes=codes, dtype=np.float64
         )
+    # dask refuses a halo deeper than the array; the window beyond the array is empty anyway
+    depth = {0: min(halo, zones.shape[0]), 1: min(halo, zones.shape[1])}
     return zones.map_overlap(
         built_share_block,
-        depth=halo,
+        depth=depth,
         boundary=NODATA,
         trim=True,
         dtype=np.float64,

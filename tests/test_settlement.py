@@ -107,3 +107,9 @@ def test_same_result_as_whole_array_reference_for_any_chunking(connectivity):
     for chunks in [(48, 40), (10, 7), (17, 23)]:
         out = split(z, chunks=chunks, connectivity=connectivity, **kw)
         assert (out == expected).all(), chunks
+
+
+def test_window_wider_than_the_array_works():
+    z = np.array([[B, B, AG]], np.uint8)
+    out = split(z, chunks=(1, 2), radius_m=1000, min_built_share=0.5, min_cluster_area_ha=1)
+    assert out.tolist() == [[URBAN, URBAN, AG]]  # 2/3 built; 3 dense px = 3 ha
