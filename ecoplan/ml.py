@@ -14,6 +14,7 @@ none). Models are saved with :mod:`joblib` (a pickle: load only files you trust)
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
 import logging
@@ -81,12 +82,17 @@ MODEL_ALIASES = {
 MODEL_FORMAT = 1
 
 
+@functools.cache
+def _classifiers() -> dict:
+    from sklearn.utils import all_estimators
+
+    return dict(all_estimators(type_filter="classifier"))
+
+
 def make_classifier(name: str, *, seed: int = 0, params: dict | None = None):
     """A scikit-learn classifier by short name (``random_forest``) or class name
     (``HistGradientBoostingClassifier``), with ``random_state=seed`` when it takes one."""
-    from sklearn.utils import all_estimators
-
-    classes = dict(all_estimators(type_filter="classifier"))
+    classes = _classifiers()
     key = MODEL_ALIASES.get(name, name)
     lookup = {k.lower(): k for k in classes}
     cls_name = lookup.get(key.lower()) or lookup.get(key.replace("_", "").lower())
@@ -368,6 +374,19 @@ class TrainedModel:
         return len(self.band_names)
 
 
+def _fit(est, X, y, *, balance: bool):
+    """Fit, weighting each class equally (``balance``) when the estimator takes sample weights.
+
+    Weight of a sample of class c: ``n / (k n_c)`` (scikit-learn's "balanced" weights), so a
+    class with many pixels (a river polygon) does not drown the others.
+    """
+    if balance and "sample_weight" in inspect.signature(est.fit).parameters:
+        classes, inv, counts = np.unique(y, return_inverse=True, return_counts=True)
+        weight = len(y) / (len(classes) * counts[inv])
+        return est.fit(X, y, sample_weight=weight)
+    return est.fit(X, y)
+
+
 def fit_model(
     samples: Samples,
     label_zone: dict[str, str],
@@ -376,14 +395,15 @@ def fit_model(
     model: str = "random_forest",
     seed: int = 0,
     params: dict | None = None,
+    balance: bool = True,
 ) -> TrainedModel:
-    """Fit a classifier on the samples (labels as classes)."""
+    """Fit a classifier on the samples (labels as classes; classes weighted equally)."""
     if len(set(samples.labels)) < 2:
         raise InputError(
             "training needs at least two classes; found only " + str(set(samples.labels))
         )
     est = make_classifier(model, seed=seed, params=params)
-    est.fit(samples.X, samples.labels)
+    _fit(est, samples.X, samples.labels, balance=balance)
     return TrainedModel(
         estimator=est,
         classes=tuple(str(c) for c in est.classes_),
@@ -403,6 +423,7 @@ def cross_validate(
     seed: int = 0,
     params: dict | None = None,
     folds: int = 5,
+    balance: bool = True,
 ) -> tuple[np.ndarray, dict]:
     """Out-of-fold predictions with spatially blocked, stratified group k-fold.
 
@@ -423,7 +444,7 @@ def cross_validate(
     for train, test in cv.split(samples.X, samples.labels, samples.groups):
         assert not set(samples.groups[train]) & set(samples.groups[test])
         est = make_classifier(model, seed=seed, params=params)
-        est.fit(samples.X[train], samples.labels[train])
+        _fit(est, samples.X[train], samples.labels[train], balance=balance)
         pred[test] = est.predict(samples.X[test])
     info = {
         "method": "StratifiedGroupKFold",
@@ -648,6 +669,7 @@ def run_ml(
     folds: int = 5,
     block_m: float = 1000.0,
     max_pixels_per_feature: int | None = 200,
+    balance: bool = True,
     chunk_size: int = 512,
     save_model_path: str | Path | None = None,
     load_model_path: str | Path | None = None,
@@ -714,7 +736,7 @@ def run_ml(
     else:
         label_zone = label_targets(samples.labels, cw, source=source)
         predicted, cv_info = cross_validate(
-            samples, model=model, seed=seed, params=params, folds=folds
+            samples, model=model, seed=seed, params=params, folds=folds, balance=balance
         )
         validation = (
             f"spatially blocked {cv_info['folds']}-fold cross-validation "

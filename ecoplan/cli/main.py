@@ -18,6 +18,7 @@ from ecoplan.errors import EcoplanError
 SUBCOMMAND_MODULES = (
     "ecoplan.cli.run",
     "ecoplan.cli.rules",
+    "ecoplan.cli.classify",
 )
 
 
