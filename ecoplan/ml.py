@@ -14,6 +14,7 @@ none). Models are saved with :mod:`joblib` (a pickle: load only files you trust)
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
 import json
@@ -32,6 +33,7 @@ from rasterio.enums import Resampling
 from rasterio.features import rasterize
 from rasterio.vrt import WarpedVRT
 from rasterio.windows import Window
+from scipy import ndimage
 
 from ecoplan import __version__
 from ecoplan.accuracy import accuracy_metrics, area_adjusted, confusion_matrix
@@ -123,23 +125,42 @@ def make_classifier(name: str, *, seed: int = 0, params: dict | None = None):
 
 @dataclass(frozen=True)
 class Imagery:
-    """Rasters whose bands are the features; the first one sets the grid."""
+    """Rasters whose bands are the features; the first one sets the grid.
+
+    With ``texture_px = r > 0`` each band also gives its mean and standard deviation over the
+    valid pixels of the (2r+1) x (2r+1) window around each pixel (local context that separates
+    smooth water from busy city blocks in plain RGB imagery).
+    """
 
     paths: tuple[Path, ...]
     grid: Grid
     band_names: tuple[str, ...]
     bands_per_file: tuple[int, ...]
+    texture_px: int = 0
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        if not self.texture_px:
+            return self.band_names
+        w = 2 * self.texture_px + 1
+        return (
+            *self.band_names,
+            *(f"{b}:mean{w}x{w}" for b in self.band_names),
+            *(f"{b}:std{w}x{w}" for b in self.band_names),
+        )
 
     @property
     def n_features(self) -> int:
-        return len(self.band_names)
+        return len(self.feature_names)
 
 
-def open_imagery(paths) -> Imagery:
+def open_imagery(paths, *, texture_px: int = 0) -> Imagery:
     """Open and check the imagery: readable, georeferenced, in a projected CRS in metres."""
     paths = tuple(Path(p) for p in paths)
     if not paths:
         raise InputError("give at least one imagery file (--imagery)")
+    if texture_px < 0:
+        raise InputError(f"texture window radius must be >= 0 pixels (got {texture_px})")
     first = open_raster(paths[0], what="imagery")
     if first.crs.is_geographic:
         raise InputError(
@@ -154,17 +175,10 @@ def open_imagery(paths) -> Imagery:
             descr = src.descriptions
         counts.append(info.count)
         names += [f"{p.stem}:{d or f'band{b + 1}'}" for b, d in enumerate(descr)]
-    return Imagery(paths, grid, tuple(names), tuple(counts))
+    return Imagery(paths, grid, tuple(names), tuple(counts), int(texture_px))
 
 
-def read_window(
-    imagery: Imagery, r0: int, r1: int, c0: int, c1: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Features (float32, rows x cols x bands) and a validity mask of a window of the grid.
-
-    A pixel is valid where no band of any file is nodata (GDAL masks). Files after the first
-    are resampled (bilinear) onto the first one's grid.
-    """
+def _read_bands(imagery: Imagery, r0: int, r1: int, c0: int, c1: int):
     window = Window(c0, r0, c1 - c0, r1 - r0)
     feats, valid = [], np.ones((r1 - r0, c1 - c0), dtype=bool)
     g = imagery.grid
@@ -184,8 +198,50 @@ def read_window(
                 ) as vrt:
                     data = vrt.read(window=window, masked=True)
         valid &= ~np.ma.getmaskarray(data).any(axis=0)
-        feats.append(np.asarray(data.data, dtype=np.float32))
+        feats.append(np.asarray(data.data, dtype=np.float64))
     return np.moveaxis(np.concatenate(feats, axis=0), 0, -1), valid
+
+
+def texture_block(bands: np.ndarray, valid: np.ndarray, *, radius_px: int) -> np.ndarray:
+    """Mean and standard deviation of each band over the valid pixels of the (2r+1)² window.
+
+    Halo: ``radius_px``. Each output is a direct sum over its own window (no running sums), so
+    values do not depend on where a block starts. NaN-free: 0 where the window has no valid pixel.
+    """
+    k = np.ones((2 * radius_px + 1, 2 * radius_px + 1))
+    v = valid.astype(np.float64)
+    n = ndimage.correlate(v, k, mode="constant")
+    means, stds = [], []
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for b in range(bands.shape[-1]):
+            x = bands[..., b] * v
+            s1 = ndimage.correlate(x, k, mode="constant")
+            s2 = ndimage.correlate(x * x, k, mode="constant")
+            m = np.where(n > 0, s1 / n, 0.0)
+            var = np.where(n > 0, s2 / n - m * m, 0.0)
+            means.append(m)
+            stds.append(np.sqrt(np.maximum(var, 0.0)))
+    return np.stack(means + stds, axis=-1)
+
+
+def read_window(
+    imagery: Imagery, r0: int, r1: int, c0: int, c1: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Features (float32, rows x cols x features) and a validity mask of a window of the grid.
+
+    A pixel is valid where no band of any file is nodata (GDAL masks). Files after the first
+    are resampled (bilinear) onto the first one's grid. Texture features read a halo of
+    ``texture_px`` around the window (clipped to the image), so they do not depend on blocks.
+    """
+    h = imagery.texture_px
+    g = imagery.grid
+    R0, R1 = max(r0 - h, 0), min(r1 + h, g.height)
+    C0, C1 = max(c0 - h, 0), min(c1 + h, g.width)
+    bands, valid = _read_bands(imagery, R0, R1, C0, C1)
+    if h:
+        bands = np.concatenate([bands, texture_block(bands, valid, radius_px=h)], axis=-1)
+    crop = (slice(r0 - R0, r0 - R0 + r1 - r0), slice(c0 - C0, c0 - C0 + c1 - c0))
+    return bands[crop].astype(np.float32), valid[crop]
 
 
 # --- training samples ------------------------------------------------------------------------
@@ -363,9 +419,11 @@ class TrainedModel:
     estimator: object
     classes: tuple[str, ...]
     label_zone: dict[str, str]
-    band_names: tuple[str, ...]
+    band_names: tuple[str, ...]  # the features: bands, then texture features
     model_name: str
     seed: int
+    texture_px: int = 0
+    n_bands: int = 0
     params: dict = field(default_factory=dict)
     versions: dict = field(default_factory=dict)
 
@@ -396,6 +454,8 @@ def fit_model(
     seed: int = 0,
     params: dict | None = None,
     balance: bool = True,
+    texture_px: int = 0,
+    n_bands: int = 0,
 ) -> TrainedModel:
     """Fit a classifier on the samples (labels as classes; classes weighted equally)."""
     if len(set(samples.labels)) < 2:
@@ -410,6 +470,8 @@ def fit_model(
         label_zone=dict(label_zone),
         band_names=tuple(band_names),
         model_name=type(est).__name__,
+        texture_px=texture_px,
+        n_bands=n_bands,
         seed=seed,
         params=dict(params or {}),
         versions={"ecoplan": __version__, "scikit-learn": sklearn.__version__},
@@ -468,11 +530,12 @@ def _predict_block(model: TrainedModel, imagery: Imagery, lut: np.ndarray, block
 
 def predict_zones(model: TrainedModel, imagery: Imagery, *, chunk_size: int = 512) -> da.Array:
     """Zone codes (uint8, 0 = nodata) predicted block by block; memory is bounded by a block."""
-    if imagery.n_features != model.n_features:
+    if len(imagery.band_names) != model.n_bands:
         raise InputError(
-            f"the model was trained on {model.n_features} bands ({', '.join(model.band_names)}); "
-            f"the imagery has {imagery.n_features}"
+            f"the model was trained on {model.n_bands} bands; the imagery "
+            f"({', '.join(str(p) for p in imagery.paths)}) has {len(imagery.band_names)}"
         )
+    imagery = dataclasses.replace(imagery, texture_px=model.texture_px)
     lut = np.array([zone_code(model.label_zone[c]) for c in model.classes], dtype=np.uint8)
     g = imagery.grid
     return da.map_blocks(
@@ -670,6 +733,7 @@ def run_ml(
     block_m: float = 1000.0,
     max_pixels_per_feature: int | None = 200,
     balance: bool = True,
+    texture_px: int = 1,
     chunk_size: int = 512,
     save_model_path: str | Path | None = None,
     load_model_path: str | Path | None = None,
@@ -699,7 +763,10 @@ def run_ml(
         raise InputError("give training samples (--training) or a saved model (--load-model)")
     if report_path is not None and training is None:
         raise InputError("an accuracy report (--report) needs reference samples (--training)")
-    imagery = open_imagery(imagery_paths)
+    if load_model_path is not None:
+        trained = load_model(load_model_path)
+        texture_px = trained.texture_px
+    imagery = open_imagery(imagery_paths, texture_px=texture_px)
     notes: list[str] = []
     samples = None
     if training is not None:
@@ -723,7 +790,6 @@ def run_ml(
     cw = load_crosswalk(crosswalk) if crosswalk is not None else None
     cv_info = None
     if load_model_path is not None:
-        trained = load_model(load_model_path)
         if samples is not None:
             unknown = sorted(set(samples.labels) - set(trained.label_zone))
             if unknown:
@@ -745,7 +811,9 @@ def run_ml(
         trained = fit_model(
             samples,
             label_zone,
-            band_names=imagery.band_names,
+            band_names=imagery.feature_names,
+            texture_px=imagery.texture_px,
+            n_bands=len(imagery.band_names),
             model=model,
             seed=seed,
             params=params,

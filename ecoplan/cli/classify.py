@@ -89,6 +89,13 @@ def classify():
     show_default=True,
     help="Weight classes equally when fitting (if the model takes sample weights).",
 )
+@click.option(
+    "--texture-px",
+    default=1,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Add each band's mean and std over a (2r+1)² window as features (0 = bands only).",
+)
 @click.option("--chunk-size", default=512, show_default=True, type=click.IntRange(min=16))
 @click.option(
     "--save-model",
@@ -117,6 +124,7 @@ def ml(
     block_size_m,
     max_pixels_per_feature,
     balance,
+    texture_px,
     chunk_size,
     save_model,
     load_model,
@@ -141,6 +149,7 @@ def ml(
         block_m=block_size_m,
         max_pixels_per_feature=max_pixels_per_feature,
         balance=balance,
+        texture_px=texture_px,
         chunk_size=chunk_size,
         save_model_path=save_model,
         load_model_path=load_model,
