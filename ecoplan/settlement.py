@@ -117,4 +117,6 @@ def split_built_up(
     pixel_ha = pixel_size_m**2 / 1e4
     big = comps.sizes * pixel_ha >= settings.min_cluster_area_ha * (1 - 1e-9)
     urban = comps.lookup(comps.ids[big], np.ones(int(big.sum()), dtype=np.uint8))
+    # a halo deeper than a chunk makes dask rechunk; come back to the chunks of the zones
+    urban = urban.rechunk(zones.chunks)
     return da.map_blocks(_split_block, zones, urban, dtype=zones.dtype)

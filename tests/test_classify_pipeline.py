@@ -86,7 +86,7 @@ def reference_split(zones, *, pixel_m, radius_m=500, share=0.5, area_ha=100):
 @pytest.fixture(scope="module")
 def north_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("north")
-    return run_region(sample_region_path("north"), out, chunk_size=128)
+    return run_region(sample_region_path("north"), out, chunk_size=300)
 
 
 def test_modis_sample_zone_areas_per_province_match_an_independent_count(north_run):

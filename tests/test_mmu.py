@@ -128,7 +128,7 @@ def test_majority_targets_sums_rows_from_several_blocks():
 
 
 @pytest.mark.parametrize("connectivity", [4, 8])
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0, 1])
 def test_same_result_as_unchunked_reference_for_any_chunking(seed, connectivity):
     rng = np.random.default_rng(seed)
     # blocky land cover with salt-and-pepper noise and a nodata corner
