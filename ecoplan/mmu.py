@@ -53,32 +53,32 @@ def neighbour_counts_block(
     Returns ``(patch_id, zone, count)`` arrays.
     """
     h, w = labels.shape[0] - 2, labels.shape[1] - 2
-    core_lab = labels[1:-1, 1:-1]
+    if len(small_ids):
+        pos = np.clip(np.searchsorted(small_ids, labels), 0, len(small_ids) - 1)
+        small = (small_ids[pos] == labels) & (labels > 0)
+    else:
+        small = np.zeros(labels.shape, bool)
     core_zone = zones[1:-1, 1:-1]
-
-    def is_small(lab):
-        if len(small_ids) == 0:
-            return np.zeros(lab.shape, bool)
-        pos = np.clip(np.searchsorted(small_ids, lab), 0, len(small_ids) - 1)
-        return (small_ids[pos] == lab) & (lab > 0)
-
-    stable = (core_zone != NODATA) & (core_lab > 0) & ~is_small(core_lab)
+    stable = (core_zone != NODATA) & (labels[1:-1, 1:-1] > 0) & ~small[1:-1, 1:-1]
     qidx = np.arange(h * w, dtype=np.int64).reshape(h, w)
     pl, pq = [], []
     for dy, dx in _offsets(connectivity):
-        nb = labels[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w]
-        sel = stable & is_small(nb)
-        pl.append(nb[sel])
+        nb = (slice(1 + dy, 1 + dy + h), slice(1 + dx, 1 + dx + w))
+        sel = stable & small[nb]
+        pl.append(labels[nb][sel])
         pq.append(qidx[sel])
     lab = np.concatenate(pl)
     q = np.concatenate(pq)
     if len(lab) == 0:
         e = np.empty(0, np.int64)
         return e, e, e
-    pairs = np.unique(np.stack([lab, q], axis=1), axis=0)
-    z = core_zone.ravel()[pairs[:, 1]].astype(np.int64)
-    keys, counts = np.unique(np.stack([pairs[:, 0], z], axis=1), axis=0, return_counts=True)
-    return keys[:, 0], keys[:, 1], counts.astype(np.int64)
+    # one row per (patch, touching pixel), then counts per (patch, zone); keys packed in int64
+    ids, inv = np.unique(lab, return_inverse=True)
+    pair = np.unique(inv.astype(np.int64) * (h * w) + q)
+    patch, pixel = pair // (h * w), pair % (h * w)
+    key = patch * 256 + core_zone.ravel()[pixel].astype(np.int64)
+    keys, counts = np.unique(key, return_counts=True)
+    return ids[keys // 256], keys % 256, counts.astype(np.int64)
 
 
 def majority_targets(
@@ -91,8 +91,11 @@ def majority_targets(
     if len(patch_ids) == 0:
         e = np.empty(0, np.int64)
         return e, e
-    keys, inv = np.unique(np.stack([patch_ids, zones], axis=1), axis=0, return_inverse=True)
+    ids, pinv = np.unique(patch_ids, return_inverse=True)
+    key = pinv.astype(np.int64) * 256 + np.asarray(zones, dtype=np.int64)
+    ukeys, inv = np.unique(key, return_inverse=True)
     total = np.bincount(inv.ravel(), weights=counts).astype(np.int64)
+    keys = np.stack([ids[ukeys // 256], ukeys % 256], axis=1)
     order = np.lexsort((keys[:, 1], -total, keys[:, 0]))  # by patch, count desc, zone asc
     keys = keys[order]
     first = np.ones(len(keys), bool)

@@ -24,14 +24,14 @@ import math
 
 import dask.array as da
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, signal
 
 from ecoplan.classify import BUILT_UP
 from ecoplan.components import label_components
 from ecoplan.rules import UrbanRuralSettings
 from ecoplan.zones import NODATA, zone_code
 
-__all__ = ["window_kernel", "built_share_block", "built_share", "split_built_up"]
+__all__ = ["window_kernel", "window_count", "built_share_block", "built_share", "split_built_up"]
 
 
 def window_kernel(radius_m: float, pixel_size_m: float, *, shape: str = "circle") -> np.ndarray:
@@ -54,14 +54,28 @@ def _built_mask(zones: np.ndarray, built_codes: tuple[int, ...]) -> np.ndarray:
     return np.isin(zones, (BUILT_UP, *built_codes))
 
 
+def window_count(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Number of true pixels of ``mask`` under the 0/1 ``kernel`` centred on each pixel.
+
+    Small kernels are summed directly; large ones by FFT, rounded to the nearest integer (the
+    counts are integers and the FFT error is far below 0.5), so both are exact.
+    """
+    m = mask.astype(np.float64)
+    if kernel.size <= 49:
+        return ndimage.correlate(m, kernel, mode="constant", cval=0.0)
+    r0, r1 = kernel.shape[0] // 2, kernel.shape[1] // 2
+    full = signal.fftconvolve(m, kernel[::-1, ::-1], mode="full")
+    return np.rint(full[r0 : r0 + m.shape[0], r1 : r1 + m.shape[1]])
+
+
 def built_share_block(
     zones: np.ndarray, *, kernel: np.ndarray, built_codes: tuple[int, ...]
 ) -> np.ndarray:
     """Built-up share (0–1, float64) in the window around each pixel; NaN on nodata. Halo: r."""
     valid = zones != NODATA
     built = _built_mask(zones, built_codes) & valid
-    n_valid = ndimage.correlate(valid.astype(np.float64), kernel, mode="constant", cval=0.0)
-    n_built = ndimage.correlate(built.astype(np.float64), kernel, mode="constant", cval=0.0)
+    n_valid = window_count(valid, kernel)
+    n_built = window_count(built, kernel)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = n_built / n_valid
     share[~valid] = np.nan

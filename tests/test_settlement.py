@@ -113,3 +113,13 @@ def test_window_wider_than_the_array_works():
     z = np.array([[B, B, AG]], np.uint8)
     out = split(z, chunks=(1, 2), radius_m=1000, min_built_share=0.5, min_cluster_area_ha=1)
     assert out.tolist() == [[URBAN, URBAN, AG]]  # 2/3 built; 3 dense px = 3 ha
+
+
+@pytest.mark.parametrize("radius_px", [1, 3, 10, 25])
+def test_window_count_is_exact_for_small_and_large_windows(radius_px):
+    from ecoplan.settlement import window_count
+
+    m = np.random.default_rng(radius_px).random((120, 97)) < 0.3
+    k = window_kernel(radius_px * 10.0, 10.0)
+    expected = ndimage.correlate(m.astype(float), k, mode="constant")
+    assert np.array_equal(window_count(m, k), expected)
