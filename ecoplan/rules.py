@@ -464,16 +464,23 @@ class UrbanRuralSettings(_Strict):
     window of ``radius_m`` around each pixel; pixels with share >= ``min_built_share`` are dense;
     dense pixels that form a contiguous cluster (``connectivity``) of at least
     ``min_cluster_area_ha`` are urban. Built-up pixels in such a cluster are urban, the rest rural.
+    ``method: population`` uses the DoU urban-cluster test on a population grid instead;
     ``method: all_urban`` / ``all_rural`` skip the test.
     """
 
-    method: Literal["density", "all_urban", "all_rural"] = "density"
+    method: Literal["density", "population", "all_urban", "all_rural"] = "density"
     radius_m: float = Field(default=500.0, gt=0)
     window: Literal["circle", "square"] = "circle"
     min_built_share: float = Field(default=0.5, gt=0, le=1)
     min_cluster_area_ha: float = Field(default=100.0, ge=0)
     connectivity: Literal[4, 8] = 8
     counts_as_built_up: list[str] = Field(default_factory=lambda: ["urban", "rural", "industrial"])
+    # method: population (the region's `population` raster, inhabitants per cell): DoU urban
+    # clusters on cells of population_cell_m: density >= min_population_density_per_km2,
+    # 8-connected, total >= min_cluster_population
+    population_cell_m: float = Field(default=1000.0, gt=0)
+    min_population_density_per_km2: float = Field(default=300.0, ge=0)
+    min_cluster_population: float = Field(default=5000.0, ge=0)
     basis: str = ""
 
     _counts_known = field_validator("counts_as_built_up")(

@@ -31,7 +31,15 @@ from ecoplan.components import label_components
 from ecoplan.rules import UrbanRuralSettings
 from ecoplan.zones import NODATA, zone_code
 
-__all__ = ["window_kernel", "window_count", "built_share_block", "built_share", "split_built_up"]
+__all__ = [
+    "window_kernel",
+    "window_count",
+    "built_share_block",
+    "built_share",
+    "split_built_up",
+    "population_urban_cells",
+    "split_by_population",
+]
 
 
 def window_kernel(radius_m: float, pixel_size_m: float, *, shape: str = "circle") -> np.ndarray:
@@ -125,6 +133,8 @@ def split_built_up(
         return da.where(zones == BUILT_UP, zone_code("urban"), zones).astype(zones.dtype)
     if settings.method == "all_rural":
         return da.where(zones == BUILT_UP, zone_code("rural"), zones).astype(zones.dtype)
+    if settings.method == "population":
+        raise ValueError("method 'population' needs the population grid: use split_by_population")
     share = built_share(zones, settings, pixel_size_m=pixel_size_m)
     dense = share.map_blocks(_dense_block, threshold=settings.min_built_share, dtype=np.uint8)
     comps = label_components(dense, connectivity=settings.connectivity)
@@ -134,3 +144,61 @@ def split_built_up(
     # a halo deeper than a chunk makes dask rechunk; come back to the chunks of the zones
     urban = urban.rechunk(zones.chunks)
     return da.map_blocks(_split_block, zones, urban, dtype=zones.dtype)
+
+
+# --- population grid (DoU urban clusters) ------------------------------------------------------
+
+
+def population_urban_cells(
+    population: np.ndarray,
+    *,
+    cell_area_km2: float,
+    min_density_per_km2: float,
+    min_population: float,
+) -> np.ndarray:
+    """DoU urban clusters on a population grid: True for cells of a cluster.
+
+    A cell is dense when ``population / cell_area_km2 >= min_density_per_km2``; dense cells
+    joined by sides or corners (8-connectivity, as DoU urban clusters) form clusters; a cluster
+    whose total population is ``>= min_population`` is an urban cluster (Eurostat/UN 2020:
+    300 inhabitants/km² and 5,000 inhabitants on 1 km² cells). ``population`` may hold NaN
+    (no data), counted as 0. The grid is small (1 km cells), so this runs on the whole array.
+    """
+    pop = np.nan_to_num(np.asarray(population, dtype=np.float64), nan=0.0)
+    dense = pop / cell_area_km2 >= min_density_per_km2 * (1 - 1e-9)
+    lab, n = ndimage.label(dense, structure=np.ones((3, 3), bool))
+    if n == 0:
+        return np.zeros(pop.shape, bool)
+    total = ndimage.sum(pop, lab, index=np.arange(1, n + 1))
+    big = np.concatenate([[False], total >= min_population * (1 - 1e-9)])
+    return big[lab]
+
+
+def _population_split_block(zones, *, urban_cells, cell_transform, grid_transform, block_info=None):
+    (r0, r1), (c0, c1) = block_info[0]["array-location"]
+    t = grid_transform
+    xs = t.c + t.a * (np.arange(c0, c1) + 0.5)
+    ys = t.f + t.e * (np.arange(r0, r1) + 0.5)
+    inv = ~cell_transform
+    cc = np.floor(inv.a * xs + inv.c).astype(np.int64)
+    rr = np.floor(inv.e * ys + inv.f).astype(np.int64)
+    h, w = urban_cells.shape
+    ok_r, ok_c = (rr >= 0) & (rr < h), (cc >= 0) & (cc < w)
+    urban = np.zeros((r1 - r0, c1 - c0), np.uint8)
+    sub = urban_cells[np.clip(rr, 0, h - 1)][:, np.clip(cc, 0, w - 1)]
+    urban[np.ix_(ok_r, ok_c)] = sub[np.ix_(ok_r, ok_c)]
+    return _split_block(zones, urban)
+
+
+def split_by_population(zones: da.Array, urban_cells: np.ndarray, *, grid, cell_grid) -> da.Array:
+    """Built-up pixels urban where their centre lies in an urban-cluster cell, else rural.
+
+    ``cell_grid`` is the (north-up) grid of ``urban_cells`` in the working CRS. Halo: 0.
+    """
+    return zones.map_blocks(
+        _population_split_block,
+        urban_cells=urban_cells,
+        cell_transform=cell_grid.transform,
+        grid_transform=grid.transform,
+        dtype=zones.dtype,
+    )

@@ -19,6 +19,7 @@ from rasterio.features import rasterize
 from rasterio.vrt import WarpedVRT
 from scipy import ndimage
 
+from ecoplan.errors import InputError
 from ecoplan.pipeline import run_region, sample_region_path
 
 IGBP_TO_ZONE = {0: 6, 11: 6, 12: 2, 14: 2, 7: 7, 10: 7, 15: 7, 16: 7, 13: 254}
@@ -197,3 +198,38 @@ def test_hamlet_outside_the_estate_is_rural(tmp_path):
         z = src.read(1)
     assert (z[40:43, 40:43] == 3).all()  # 9 px hamlet, dense but 0.09 ha < 1 ha: rural
     assert pd.Series(z.ravel()).isin([5]).sum() == 0
+
+
+@pytest.mark.parametrize(("people", "zone"), [(6000, 4), (1000, 3)])
+def test_population_method_uses_a_population_raster_on_1km_cells(tmp_path, people, zone):
+    # the 600 m region lies in one 1 km cell (x 660-661 km, y 1519-1520 km): its built-up
+    # land is urban when the cell holds >= 5,000 inhabitants (and >= 300/km²)
+    rules = {**SMALL_RULES, "vector_zones": [], "urban_rural": {"method": "population"}}
+    region_yaml = small_region(tmp_path, rules=rules)
+    pop = np.full((3, 3), people / 9.0, np.float32)  # 200 m cells over the region
+    with rasterio.open(
+        tmp_path / "pop.tif",
+        "w",
+        driver="GTiff",
+        width=3,
+        height=3,
+        count=1,
+        dtype="float32",
+        crs="EPSG:32647",
+        transform=Affine(200, 0, 660_000, 0, -200, 1_520_000),
+        nodata=-1,
+    ) as dst:
+        dst.write(pop, 1)
+    cfg = yaml.safe_load(region_yaml.read_text())
+    cfg["layers"]["population"] = {"path": "pop.tif"}
+    region_yaml.write_text(yaml.safe_dump(cfg))
+    result = run_region(region_yaml, tmp_path / "out")
+    with rasterio.open(result.zone_raster) as src:
+        z = src.read(1)
+    assert (z[5:25, 5:25] == zone).all() and (z[40:43, 40:43] == zone).all()
+
+
+def test_population_method_without_a_population_raster_is_explained(tmp_path):
+    rules = {**SMALL_RULES, "urban_rural": {"method": "population"}}
+    with pytest.raises(InputError, match="needs a population raster"):
+        run_region(small_region(tmp_path, rules=rules), tmp_path / "out")

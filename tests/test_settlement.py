@@ -123,3 +123,54 @@ def test_window_count_is_exact_for_small_and_large_windows(radius_px):
     k = window_kernel(radius_px * 10.0, 10.0)
     expected = ndimage.correlate(m.astype(float), k, mode="constant")
     assert np.array_equal(window_count(m, k), expected)
+
+
+# --- population grid (DoU urban clusters) ------------------------------------------------------
+
+
+def test_population_clusters_by_density_and_size_with_diagonals():
+    from ecoplan.settlement import population_urban_cells
+
+    pop = np.array(
+        [
+            [1000, 1000, 1000, 0, 0, 0],
+            [1000, 1000, 1000, 0, 0, 1000],
+            [0, 0, 0, 300, 0, 1000],  # 300/km² touches the big cluster by a corner
+            [0, 0, 0, 0, np.nan, 299],  # 299/km² is not dense
+        ]
+    )
+    urban = population_urban_cells(
+        pop, cell_area_km2=1.0, min_density_per_km2=300, min_population=5000
+    )
+    expected = np.zeros(pop.shape, bool)
+    expected[:2, :3] = True
+    expected[2, 3] = True  # 6,300 inhabitants in 7 cells
+    assert (urban == expected).all()  # the 2,000-inhabitant cluster on the right is not urban
+    none = population_urban_cells(
+        pop, cell_area_km2=1.0, min_density_per_km2=300, min_population=1e6
+    )
+    assert not none.any()
+
+
+@pytest.mark.parametrize("chunks", [(10, 10), (3, 4)])
+def test_built_up_takes_the_class_of_the_cell_holding_its_centre(chunks):
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from ecoplan.grid import Grid
+    from ecoplan.settlement import split_by_population
+
+    crs = CRS.from_epsg(32647)
+    cells = Grid(crs, Affine(1000, 0, 0, 0, -1000, 4000), 4, 6)
+    grid = Grid(crs, Affine(100, 0, 500, 0, -100, 3500), 10, 10)  # straddles four cells
+    urban_cells = np.zeros((4, 6), bool)
+    urban_cells[0, 0] = urban_cells[1, 1] = True
+    z = np.full((10, 10), B, np.uint8)
+    z[0, 0] = AG
+    out = split_by_population(
+        da.from_array(z, chunks=chunks), urban_cells, grid=grid, cell_grid=cells
+    ).compute()
+    # centres x = 550 … 1450 (cell column 0 below x = 1000), y = 3450 … 2550 (row 0 above 3000)
+    assert out[0, 0] == AG
+    assert (out[1:5, :5] == URBAN).all() and (out[5:, 5:] == URBAN).all()
+    assert (out[:5, 5:] == RURAL).all() and (out[5:, :5] == RURAL).all()
