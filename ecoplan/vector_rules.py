@@ -121,7 +121,13 @@ def replaceable_codes(rule: VectorZoneRule) -> tuple[int, ...]:
 
 
 def load_rule_crosswalk(rule: VectorZoneRule) -> Crosswalk | None:
-    return None if rule.crosswalk is None else load_crosswalk(rule.crosswalk)
+    """The crosswalk a rule names (a shipped name or a path), or None."""
+    if rule.crosswalk is None:
+        return None
+    try:
+        return load_crosswalk(rule.crosswalk)
+    except RulesError as err:
+        raise RulesError(f"vector_zones rule {rule.id!r}: {err}") from err
 
 
 def _overlay_block(zones, raster_zones, units, burnt, *, codes):

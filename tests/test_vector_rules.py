@@ -223,3 +223,10 @@ def test_region_layers_are_read_reprojected_and_burnt(tmp_path, plans):
     assert (out[2:, :] == 7).all()
     assert "vector_zones dpt: 1 of 4 features of 'landuse' burnt" in notes
     assert "vector_zones estates: skipped, the region gives no 'industrial_estates' layer" in notes
+
+
+def test_unknown_crosswalk_of_a_rule_names_the_rule():
+    from ecoplan.vector_rules import load_rule_crosswalk
+
+    with pytest.raises(RulesError, match="vector_zones rule 'r': unknown crosswalk 'lddd'"):
+        load_rule_crosswalk(rule(crosswalk="lddd"))
