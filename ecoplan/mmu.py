@@ -123,6 +123,8 @@ def apply_mmu(zones: da.Array, settings: MinMappingUnit, *, pixel_size_m: float)
     if settings.area_ha <= 0:
         return MmuResult(zones, 0, 0, 0, 0)
     min_pixels = settings.area_ha * 1e4 / pixel_size_m**2
+    if min_pixels <= 1 + 1e-9:
+        return MmuResult(zones, 0, 0, 0, 0)  # no patch is smaller than one pixel
     exempt = np.array([zone_code(z) for z in settings.exempt], dtype=np.int64)
     conn = settings.connectivity
     merged = changed = left = passes = 0

@@ -411,3 +411,29 @@ def test_run_ml_python_api_with_zone_name_labels(tmp_path):
     assert res.report["area_estimates"]["classes"]["water"]["map_area_ha"] == pytest.approx(
         (40 * 18 + 38 * 2) * 0.01
     )
+
+
+def test_second_image_on_another_grid_is_resampled_onto_the_first(tmp_path):
+    first = two_class_image(tmp_path)
+    # 20 m pixels, 400 m square, constant 77 with its own nodata stripe on the right
+    b = np.full((1, 20, 20), 77)
+    b[:, :, 18:] = 0
+    with rasterio.open(
+        tmp_path / "second.tif",
+        "w",
+        driver="GTiff",
+        width=20,
+        height=20,
+        count=1,
+        dtype="uint8",
+        crs="EPSG:32647",
+        transform=Affine(20, 0, X0, 0, -20, Y1),
+        nodata=0,
+    ) as dst:
+        dst.write(b.astype(np.uint8))
+    img = open_imagery([first, tmp_path / "second.tif"])
+    assert img.band_names == ("img:band1", "img:band2", "second:band1")
+    feats, valid = read_window(img, 0, 40, 0, 40)
+    assert feats.shape == (40, 40, 3)
+    assert (feats[5:30, 5:30, 2] == 77).all()
+    assert not valid[:, 37:].any()  # nodata of the second image makes the pixel unusable

@@ -141,3 +141,9 @@ def test_same_result_as_unchunked_reference_for_any_chunking(seed, connectivity)
     for chunks in [(30, 30), (7, 11), (13, 5)]:
         out = run(a, area_ha=4, connectivity=connectivity, chunks=chunks).zones.compute()
         assert (out == expected).all(), chunks
+
+
+def test_unit_of_at_most_one_pixel_changes_nothing():
+    a = np.array([[1, 2], [3, 4]], np.uint8)
+    r = run(a, area_ha=1)  # 1 ha = one 100 m pixel: nothing is smaller
+    assert (r.zones.compute() == a).all() and r.passes == 0
