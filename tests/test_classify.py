@@ -38,7 +38,10 @@ def test_every_documented_crosswalk_is_shipped():
     )
 
 
-@pytest.mark.parametrize("name", ["worldcover", "modis_igbp", "esa_cci", "dynamic_world", "ldd"])
+@pytest.mark.parametrize(
+    "name",
+    ["worldcover", "modis_igbp", "esa_cci", "dynamic_world", "ldd", "dpt_plan", "dpt_bangkok_2556"],
+)
 def test_shipped_crosswalk_gives_a_reason_for_every_code(name):
     cw = load_crosswalk(name)
     for c in cw.classes:
@@ -205,3 +208,20 @@ def test_numeric_attribute_values_match_integer_codes():
     cw = load_crosswalk("modis_igbp")
     assert text_zones(["12", 12.0, 13], cw, source="x").tolist() == [2, 2, BUILT_UP]
     assert text_zone(14.0, cw) == "agriculture"
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "zone"),
+    [
+        ("dpt_plan", "ที่ดินประเภทอุตสาหกรรมและคลังสินค้า", "industrial"),
+        ("dpt_plan", " ที่ดินประเภทชนบทและเกษตรกรรม ", "agriculture"),
+        ("dpt_plan", "ที่ดินประเภทอนุรักษ์ป่าไม้", "forest"),
+        ("dpt_plan", "ที่ดินประเภทที่อยู่อาศัย", None),  # not a category name: no prefix match
+        ("dpt_bangkok_2556", "ย.10", "urban"),
+        ("dpt_bangkok_2556", "อ.3", "industrial"),
+        ("dpt_bangkok_2556", "ก.2", "agriculture"),
+        ("dpt_bangkok_2556", "ล.", None),  # left out: no source pairs it with a category
+    ],
+)
+def test_dpt_plan_categories_and_bangkok_codes(name, value, zone):
+    assert text_zone(value, load_crosswalk(name)) == zone
