@@ -230,3 +230,14 @@ def test_unknown_crosswalk_of_a_rule_names_the_rule():
 
     with pytest.raises(RulesError, match="vector_zones rule 'r': unknown crosswalk 'lddd'"):
         load_rule_crosswalk(rule(crosswalk="lddd"))
+
+
+def test_dpt_plan_layer_by_thai_category_name(plans):
+    r = rule(crosswalk="dpt_plan", field="name_th")
+    out = feature_targets(plans, r, crosswalk=load_crosswalk("dpt_plan"), source="p")
+    assert out.tolist() == [5, 2, 5, 0]  # the feature without a category is not burnt
+
+
+def test_thai_field_name_in_a_condition(plans):
+    r = rule(where={"field": "ประเภท", "equals": "อุตสาหกรรม"}, zone="industrial")
+    assert feature_targets(plans, r, source="p").tolist() == [5, 0, 5, 0]
