@@ -3,6 +3,8 @@
 import dask.array as da
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy import ndimage
 
 from ecoplan.mmu import apply_mmu, majority_targets
@@ -147,3 +149,19 @@ def test_unit_of_at_most_one_pixel_changes_nothing():
     a = np.array([[1, 2], [3, 4]], np.uint8)
     r = run(a, area_ha=1)  # 1 ha = one 100 m pixel: nothing is smaller
     assert (r.zones.compute() == a).all() and r.passes == 0
+
+
+@settings(max_examples=10, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    shape=st.tuples(st.integers(4, 18), st.integers(4, 18)),
+    chunk=st.tuples(st.integers(3, 9), st.integers(3, 9)),
+    connectivity=st.sampled_from([4, 8]),
+    min_px=st.integers(2, 5),
+)
+def test_any_chunking_matches_the_reference(seed, shape, chunk, connectivity, min_px):
+    a = np.random.default_rng(seed).integers(0, 4, shape).astype(np.uint8)
+    expected = reference(a, min_pixels=min_px, connectivity=connectivity)
+    out = run(a, area_ha=min_px, connectivity=connectivity, chunks=chunk).zones.compute()
+    assert (out == expected).all()
+    assert ((out == 0) == (a == 0)).all()  # nodata is never filled or created
