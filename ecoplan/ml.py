@@ -367,7 +367,10 @@ def training_samples(
         notes.append(f"{n_nodata} training pixels on nodata were dropped")
     if not ok.any():
         raise InputError(f"{source}: every training sample falls outside the imagery or on nodata")
-    label_values = gdf[label_field].astype(str).str.strip().to_numpy()
+    col = gdf[label_field]
+    if col.dtype.kind == "f" and (col.dropna() % 1 == 0).all():
+        col = col.astype("Int64")  # class 3 stored as 3.0 (shapefile numbers) reads "3"
+    label_values = col.astype(str).str.strip().to_numpy()
     return Samples(
         X=X[ok],
         labels=label_values[fidx[ok]],

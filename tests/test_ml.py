@@ -437,3 +437,11 @@ def test_second_image_on_another_grid_is_resampled_onto_the_first(tmp_path):
     assert feats.shape == (40, 40, 3)
     assert (feats[5:30, 5:30, 2] == 77).all()
     assert not valid[:, 37:].any()  # nodata of the second image makes the pixel unusable
+
+
+def test_numeric_labels_stored_as_floats_read_as_integers(tmp_path):
+    img = open_imagery([two_class_image(tmp_path)])
+    gdf = two_class_training()
+    gdf["code"] = np.where(gdf["kind"] == "water", 1.0, 2.0)
+    s = training_samples(gdf, img, label_field="code")
+    assert set(s.labels) == {"1", "2"}
