@@ -44,6 +44,7 @@ from ecoplan.plans import plans_for_region
 from ecoplan.polygons import vectorize
 from ecoplan.progress import Progress, silent
 from ecoplan.proportions import N_CODES, proportions_table, zone_counts
+from ecoplan.refine import refine_zones
 from ecoplan.region import RegionConfig, load_region
 from ecoplan.report import ReportData, write_report
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
@@ -356,6 +357,9 @@ def _run_region(
         lut = lookup_table(region.crosswalk, max_code=max(hist))
         zones = classify(region.codes, lut)
         zones = da.where(region.units > 0, zones, 0).astype(np.uint8)
+        # refine (issue 3): vector zone rules, urban/rural split, minimum mapping unit
+        zones, refine_notes = refine_zones(zones, region)
+        notes += refine_notes
         zones = hold.enter_context(held(zones, grid, folder=out_dir, budget_bytes=budget_bytes))
 
         progress("buffers")

@@ -142,7 +142,10 @@ class BufferRule(_Strict):
     @property
     def rings(self) -> tuple[tuple[float, float], ...]:
         """The bands as ``(inner_m, outer_m)`` pairs; the first starts at 0."""
-        edges = [0.0, *(self.rings_m if self.rings_m is not None else [self.distance_m])]
+        edges = [
+            0.0,
+            *(self.rings_m if self.rings_m is not None else [self.distance_m]),
+        ]
         return tuple((float(a), float(b)) for a, b in zip(edges, edges[1:], strict=False))
 
     @property
@@ -214,6 +217,9 @@ class Rules(_Strict):
     proportions: ProportionSettings = Field(default_factory=ProportionSettings)
     buffers: list[BufferRule] = Field(default_factory=list)
     targets: list[Target] = Field(default_factory=list)
+    vector_zones: list[VectorZoneRule] = Field(default_factory=list)  # issue 3
+    urban_rural: UrbanRuralSettings = Field(default_factory=lambda: UrbanRuralSettings())
+    min_mapping_unit: MinMappingUnit = Field(default_factory=lambda: MinMappingUnit())
     plans: list[PlanRule] = Field(default_factory=list)  # issue 5: plan layers
     _plans_unique = field_validator("plans")(classmethod(lambda cls, v: _unique_plan_rule_ids(v)))
     # issue 4: constraints, suitability, allocation, transitions (models at the end of the file)
@@ -254,16 +260,22 @@ class Rules(_Strict):
         return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
+SPLIT_ZONE = "built_up"
+"""Crosswalk target meaning built-up land, urban or rural: decided by the ``urban_rural`` rules."""
+
+
 class CrosswalkClass(_Strict):
-    code: int
+    code: int | str  # int for raster class codes, str for vector attribute codes (LDD ``A101``)
     label: str
-    zone: str
+    label_th: str = ""
+    zone: str  # a zone name, or ``built_up`` (needs the urban/rural split)
     reason: str = ""
 
     @field_validator("zone")
     @classmethod
     def _zone_known(cls, v: str) -> str:
-        _check_zone_names([v])
+        if v != SPLIT_ZONE:
+            _check_zone_names([v])
         return v
 
 
@@ -275,6 +287,11 @@ class Crosswalk(_Strict):
     source: str = ""
     nodata: list[int] = Field(default_factory=list)  # codes that mean "no data", besides the file's
     on_unmapped: Literal["error", "other"] = "error"
+    # text codes only (vector attributes): "prefix" falls back to the longest listed prefix
+    # (LDD A208 -> A2 -> A); mixed symbols such as A303/A405 are read by their first code
+    match: Literal["exact", "prefix"] = "exact"
+    mixed_separators: list[str] = Field(default_factory=list)
+    field: str | None = None  # the attribute field the codes usually come in (e.g. LU_CODE)
     classes: list[CrosswalkClass]
 
     @field_validator("classes")
@@ -285,7 +302,20 @@ class Crosswalk(_Strict):
         dupes = [k for k, n in Counter(c.code for c in v).items() if n > 1]
         if dupes:
             raise ValueError(f"code {dupes[0]} is listed more than once")
+        if len({type(c.code) for c in v}) > 1:
+            raise ValueError("codes must be all numbers (raster) or all text (vector attribute)")
         return v
+
+    @model_validator(mode="after")
+    def _text_options(self) -> Crosswalk:
+        if not self.is_text and (self.match != "exact" or self.mixed_separators):
+            raise ValueError("'match: prefix' and 'mixed_separators' need text codes")
+        return self
+
+    @property
+    def is_text(self) -> bool:
+        """True for a crosswalk of vector attribute codes (``A101``), False for raster codes."""
+        return isinstance(self.classes[0].code, str)
 
     def mapping(self) -> dict[int, str]:
         return {c.code: c.zone for c in self.classes}
@@ -343,7 +373,10 @@ def load_rules(name_or_path: str | Path = "default") -> Rules:
     default_path = rules_dir() / "default.yaml"
     if path.resolve() != default_path.resolve():
         defaults = read_yaml(default_path) or {}
-        data = {**{k: v for k, v in defaults.items() if k not in ("name", "description")}, **data}
+        data = {
+            **{k: v for k, v in defaults.items() if k not in ("name", "description")},
+            **data,
+        }
     return validate(Rules, data, source=path)
 
 
@@ -725,8 +758,6 @@ conversion matrix) and their cost in suitability units per unit area. Staying is
 at no cost; a zone not listed may not change."""
 
 
-Rules.model_rebuild()
-
 __all__ += [
     "ConstraintRule",
     "Normalise",
@@ -739,3 +770,142 @@ __all__ += [
     "AllocationSettings",
     "Transitions",
 ]
+
+
+# --- classification refinement (issue 3): vector zone rules, urban/rural split, minimum mapping
+# unit. Applied by ecoplan.refine.refine_zones between the crosswalk and the buffers. ---
+
+Scalar = str | int | float
+
+
+class VectorCondition(_Strict):
+    """Which features of a layer a rule takes: one test on a field, or an expression.
+
+    ``{field: landuse, equals: industrial}``, ``{field: LU_CODE, in: [U501, U502]}``,
+    ``{field: LU_CODE, prefix: U5}`` (or a list of prefixes), or
+    ``{expression: "Area_Rai > 100 and LUL1_CODE == 'U'"}`` (pandas ``DataFrame.query`` syntax;
+    quote field names with spaces or Thai letters in backticks). Text compares exactly (Thai too).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    field: str | None = None
+    equals: Scalar | None = None
+    in_: list[Scalar] | None = Field(default=None, alias="in")
+    prefix: str | list[str] | None = None
+    expression: str | None = None
+
+    @model_validator(mode="after")
+    def _one_test(self) -> VectorCondition:
+        tests = [
+            k for k in ("equals", "in_", "prefix", "expression") if getattr(self, k) is not None
+        ]
+        if len(tests) != 1:
+            raise ValueError("give exactly one of 'equals', 'in', 'prefix' or 'expression'")
+        if self.expression is not None and self.field is not None:
+            raise ValueError("'expression' names its fields itself; leave 'field' out")
+        if self.expression is None and not self.field:
+            raise ValueError("'equals', 'in' and 'prefix' need a 'field'")
+        if self.in_ is not None and not self.in_:
+            raise ValueError("'in' must list at least one value")
+        return self
+
+    def describe(self) -> str:
+        if self.expression is not None:
+            return self.expression
+        if self.equals is not None:
+            return f"{self.field} == {self.equals!r}"
+        if self.in_ is not None:
+            return f"{self.field} in {list(self.in_)!r}"
+        return f"{self.field} starts with {self.prefix!r}"
+
+
+class VectorZoneRule(_Strict):
+    """Features of a vector layer burnt onto the zone raster as a zone.
+
+    Either every selected feature takes ``zone`` (a zone name or ``built_up``), or each takes
+    the zone its ``field`` value maps to through ``crosswalk`` (a text crosswalk such as ``ldd``;
+    ``field`` defaults to the crosswalk's own). ``replaces`` limits the raster zones a rule may
+    overwrite (default: all). Rules are in priority order: where several cover a pixel centre,
+    the first in the list decides.
+    """
+
+    id: Id
+    name_en: str = ""
+    name_th: str = ""
+    layer: Literal[VECTOR_ROLES]  # type: ignore[valid-type]
+    where: VectorCondition | None = None
+    zone: str | None = None
+    crosswalk: str | None = None
+    field: str | None = None
+    replaces: list[str] | None = None
+    basis: str = ""
+
+    @field_validator("zone")
+    @classmethod
+    def _zone_known(cls, v: str | None) -> str | None:
+        if v is not None and v != SPLIT_ZONE:
+            _check_zone_names([v])
+        return v
+
+    _replaces_known = field_validator("replaces")(
+        classmethod(lambda cls, v: v if v is None else _check_zone_names(v))
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> VectorZoneRule:
+        if (self.zone is None) == (self.crosswalk is None):
+            raise ValueError("give exactly one of 'zone' or 'crosswalk' (with 'field')")
+        if self.field is not None and self.crosswalk is None:
+            raise ValueError("'field' goes with 'crosswalk'; to select features use 'where'")
+        return self
+
+
+class UrbanRuralSettings(_Strict):
+    """How built-up land (crosswalk target ``built_up``) is split into urban and rural.
+
+    In the spirit of the Degree of Urbanisation (Eurostat/UN 2020): the built-up share in a
+    window of ``radius_m`` around each pixel; pixels with share >= ``min_built_share`` are dense;
+    dense pixels that form a contiguous cluster (``connectivity``) of at least
+    ``min_cluster_area_ha`` are urban. Built-up pixels in such a cluster are urban, the rest rural.
+    ``method: population`` uses the DoU urban-cluster test on a population grid instead;
+    ``method: all_urban`` / ``all_rural`` skip the test.
+    """
+
+    method: Literal["density", "population", "all_urban", "all_rural"] = "density"
+    radius_m: float = Field(default=500.0, gt=0)
+    window: Literal["circle", "square"] = "circle"
+    min_built_share: float = Field(default=0.5, gt=0, le=1)
+    min_cluster_area_ha: float = Field(default=100.0, ge=0)
+    connectivity: Literal[4, 8] = 8
+    counts_as_built_up: list[str] = Field(default_factory=lambda: ["urban", "rural", "industrial"])
+    # method: population (the region's `population` raster, inhabitants per cell): DoU urban
+    # clusters on cells of population_cell_m: density >= min_population_density_per_km2,
+    # 8-connected, total >= min_cluster_population
+    population_cell_m: float = Field(default=1000.0, gt=0)
+    min_population_density_per_km2: float = Field(default=300.0, ge=0)
+    min_cluster_population: float = Field(default=5000.0, ge=0)
+    basis: str = ""
+
+    _counts_known = field_validator("counts_as_built_up")(
+        classmethod(lambda cls, v: _check_zone_names(v))
+    )
+
+
+class MinMappingUnit(_Strict):
+    """Patches (contiguous pixels of one zone) smaller than ``area_ha`` are merged into the
+    majority zone around them. ``area_ha: 0`` turns this off. ``exempt`` zones are never merged
+    away (they still absorb small neighbours)."""
+
+    area_ha: float = Field(default=0.0, ge=0)
+    connectivity: Literal[4, 8] = 8
+    exempt: list[str] = Field(default_factory=list)
+    max_iterations: int = Field(default=50, ge=1)
+    basis: str = ""
+
+    _exempt_known = field_validator("exempt")(
+        classmethod(lambda cls, v: _check_zone_names(v) if v else v)
+    )
+
+
+Rules.model_rebuild()

@@ -19,6 +19,7 @@ SUBCOMMAND_MODULES = (
     "ecoplan.cli.run",
     "ecoplan.cli.rules",
     "ecoplan.cli.kpi",
+    "ecoplan.cli.classify",
 )
 
 
