@@ -10,8 +10,10 @@ import hashlib
 import logging
 import threading
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dask.array as da
 import geopandas as gpd
@@ -33,9 +35,12 @@ from ecoplan.grid import Grid
 __all__ = [
     "NO_CODE",
     "RasterInfo",
+    "VectorSummary",
     "sha256_file",
     "open_raster",
     "read_vector",
+    "describe_vector",
+    "check_layers",
     "codes_on_grid",
     "rasterize_on_grid",
 ]
@@ -313,6 +318,69 @@ def _keep_polygons(gdf: gpd.GeoDataFrame, label: str, what: str) -> gpd.GeoDataF
     if len(gdf) == 0:
         raise InputError(f"{label}: {what} layer has no polygons (only {', '.join(kinds_found)})")
     return gdf
+
+
+@dataclass(frozen=True)
+class VectorSummary:
+    """What a vector layer holds, after :func:`read_vector`'s checks and repairs."""
+
+    path: Path
+    layer: str
+    crs: str
+    feature_count: int
+    geometry_types: tuple[str, ...]
+    bounds: tuple[float, float, float, float]  # in the layer's own CRS
+
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "layer": self.layer,
+            "crs": self.crs,
+            "feature_count": self.feature_count,
+            "geometry_types": list(self.geometry_types),
+            "bounds": [round(v, 6) for v in self.bounds],
+        }
+
+
+def describe_vector(
+    path: str | Path,
+    *,
+    layer: str | None = None,
+    where: str | None = None,
+    what: str = "vector",
+    allow_empty: bool = True,
+) -> VectorSummary:
+    """Read a vector layer with every check of :func:`read_vector` and summarise it."""
+    path = Path(path)
+    gdf = read_vector(path, layer=layer, where=where, what=what, allow_empty=allow_empty)
+    name = layer if layer is not None else str(pyogrio.list_layers(path)[0, 0])
+    crs = gdf.crs
+    epsg = crs.to_epsg() if crs is not None else None
+    return VectorSummary(
+        path=path,
+        layer=name,
+        crs=f"EPSG:{epsg}" if epsg else (crs.to_string() if crs is not None else ""),
+        feature_count=len(gdf),
+        geometry_types=tuple(sorted(set(gdf.geom_type))) if len(gdf) else (),
+        bounds=tuple(float(v) for v in gdf.total_bounds) if len(gdf) else (0.0, 0.0, 0.0, 0.0),
+    )
+
+
+def check_layers(
+    vectors: Mapping[str, Any], rasters: Mapping[str, Any] | None = None
+) -> dict[str, VectorSummary | RasterInfo]:
+    """Open every layer a region names (by role), with all checks; the first problem raises.
+
+    ``vectors`` and ``rasters`` map a role to an object with ``path`` (and for vectors
+    ``layer`` and ``where``), such as :class:`ecoplan.region.VectorInput`. An empty vector layer
+    is allowed (a rule that reads it is skipped with a note); a missing or broken one is not.
+    """
+    out: dict[str, VectorSummary | RasterInfo] = {}
+    for role, v in vectors.items():
+        out[role] = describe_vector(v.path, layer=v.layer, where=v.where, what=role)
+    for role, r in (rasters or {}).items():
+        out[role] = open_raster(r.path, what=f"{role} raster")
+    return out
 
 
 _local = threading.local()
