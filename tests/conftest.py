@@ -16,6 +16,7 @@ Everything is small enough that a whole ``ecoplan run`` takes well under a secon
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,10 @@ import shapely
 import yaml
 from affine import Affine
 from pyproj import Transformer
+
+# Speed only: SQLite skips fsync when GDAL writes a GeoPackage (every test writes several).
+# A killed *process* loses nothing the OS has accepted, so the SIGKILL tests are unaffected.
+os.environ.setdefault("OGR_SQLITE_SYNCHRONOUS", "OFF")
 
 CRS_UTM = "EPSG:32647"
 X0, Y0 = 500_000.0, 2_080_000.0  # top-left corner of the land-cover raster (UTM 47N)

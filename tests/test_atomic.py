@@ -1,0 +1,196 @@
+"""A run killed at any moment (SIGKILL) leaves the previous outputs intact and no partial file
+under a final name.
+
+The previous outputs come from the tiny region on a 20 m grid; the killed run recomputes it on a
+40 m grid with ``--overwrite``, so every final-name file after the kill must be either
+byte-identical to the previous one or a complete new one (40 m pixels, every layer readable,
+SQLite integrity check ok). Temporary files are hidden (``.<name>.tmp-<pid>-…``).
+
+To kill *during* writing reliably, one subprocess is slowed down inside the writers (a sleep
+after each GeoPackage layer, after the COG copy) and killed as soon as its temporary file
+appears; unslowed ones are killed when their progress bar reports the ``polygons`` or the
+``write`` step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pyogrio
+import pytest
+import rasterio
+from click.testing import CliRunner
+
+from ecoplan.cli.main import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+FINAL = ("tiny.gpkg", "tiny_zones.tif")
+LAYERS = {"zones", "buffer_zones", "conflicts", "proportions", "run_metadata"}
+
+DRIVER = """
+import sys, time
+import pyogrio, rasterio.shutil
+delay = float(sys.argv[1])
+if delay:
+    write_dataframe, copy = pyogrio.write_dataframe, rasterio.shutil.copy
+    def slow_write(*a, **k):
+        write_dataframe(*a, **k)
+        time.sleep(delay)
+    def slow_copy(*a, **k):
+        copy(*a, **k)
+        time.sleep(delay)
+    pyogrio.write_dataframe, rasterio.shutil.copy = slow_write, slow_copy
+from ecoplan.cli.main import cli
+cli(sys.argv[2:])
+"""
+
+
+def sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def template(tmp_path_factory):
+    """A completed run of the tiny region, and the region file of a different (40 m) run."""
+    from conftest import SynthRegion
+
+    root = tmp_path_factory.mktemp("atomic")
+    synth = SynthRegion(root / "region")
+    region_yaml = synth.build()
+    r = CliRunner().invoke(cli, ["run", str(region_yaml), "--out", str(root / "out"), "-q"])
+    assert r.exit_code == 0, r.stderr
+    synth.write_yaml({**synth.config(), "pixel_size_m": 40}, "region40.yaml")
+    (root / "driver.py").write_text(DRIVER, "utf-8")
+    return root
+
+
+@pytest.fixture
+def previous(template, tmp_path):
+    """A fresh copy of the template: (out folder, hashes of its outputs, new region, driver)."""
+    shutil.copytree(template, tmp_path, dirs_exist_ok=True)
+    out = tmp_path / "out"
+    hashes = {n: sha(out / n) for n in FINAL}
+    return out, hashes, tmp_path / "region" / "region40.yaml", tmp_path / "driver.py"
+
+
+def start(driver: Path, region_yaml: Path, out: Path, *, delay: float, quiet: bool = True):
+    args = [sys.executable, str(driver), str(delay), "run", str(region_yaml), "--out", str(out)]
+    args += ["--overwrite"] + (["-q"] if quiet else [])
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+def wait_for(predicate, proc, timeout_s: float = 60.0) -> bool:
+    """Poll until ``predicate()``; False if the process ended first."""
+    t_end = time.monotonic() + timeout_s
+    while time.monotonic() < t_end:
+        if predicate():
+            return True
+        if proc.poll() is not None:
+            return False
+        time.sleep(0.005)
+    raise AssertionError("timed out")
+
+
+def kill(proc) -> None:
+    if proc.poll() is None:
+        os.kill(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
+def temp_files(out: Path, stem: str) -> list[Path]:
+    return [p for p in out.iterdir() if p.name.startswith(f".{stem}.tmp-")]
+
+
+def assert_outputs_sound(out: Path, hashes: dict[str, str]) -> dict[str, str]:
+    """Every final-name file is the previous one or a complete new one; returns which."""
+    visible = sorted(p.name for p in out.iterdir() if not p.name.startswith("."))
+    assert visible == sorted(FINAL), visible
+    state = {}
+    for name in FINAL:
+        path = out / name
+        if sha(path) == hashes[name]:
+            state[name] = "previous"
+            continue
+        state[name] = "new"
+        if name.endswith(".tif"):
+            with rasterio.open(path) as src:
+                assert src.res == (40.0, 40.0)
+                zones = src.read(1)
+                assert zones.max() <= 7 and np.count_nonzero(zones) > 0
+        else:
+            con = sqlite3.connect(path)
+            try:
+                assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+            finally:
+                con.close()
+            assert {str(n) for n in pyogrio.list_layers(path)[:, 0]} >= LAYERS
+            for layer in LAYERS:
+                pyogrio.read_dataframe(path, layer=layer)
+    return state
+
+
+@pytest.mark.parametrize("stem", ["tiny", "tiny_zones"], ids=["in-geopackage", "in-geotiff"])
+def test_kill_while_a_temp_file_is_being_written(previous, stem):
+    out, hashes, new_yaml, driver = previous
+    proc = start(driver, new_yaml, out, delay=0.4)
+    try:
+        seen = wait_for(lambda: temp_files(out, stem), proc)
+        assert seen, "the run ended before its temporary file was seen"
+    finally:
+        kill(proc)
+    state = assert_outputs_sound(out, hashes)
+    # the GeoTIFF is written first: killed inside the GeoPackage, the GeoTIFF may be new
+    assert state["tiny.gpkg"] == "previous"
+    if stem == "tiny_zones":
+        assert state["tiny_zones.tif"] == "previous"
+
+
+@pytest.mark.parametrize("step", ["polygons", "write"])
+def test_kill_when_a_step_starts(previous, step):
+    """Unslowed runs, killed when the progress bar (stderr) names ``step``."""
+    out, hashes, new_yaml, driver = previous
+    proc = start(driver, new_yaml, out, delay=0, quiet=False)
+    os.set_blocking(proc.stderr.fileno(), False)
+    seen = b""
+
+    def reached() -> bool:
+        nonlocal seen
+        seen += proc.stderr.read() or b""
+        return step.encode() in seen
+
+    try:
+        wait_for(reached, proc)
+    finally:
+        kill(proc)
+    assert_outputs_sound(out, hashes)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="temporary files of a killed run stay until removed by hand (they are hidden and "
+    "harmless). Fix: in run_region after check_output_dir, remove the stale ones — "
+    "`for p in ecoplan.doctor.stale_temp_files(out_dir, [gpkg_path.name, tif_path.name]): "
+    "p.unlink()` (only files of processes that no longer exist, so a concurrent run is safe); "
+    "better, move stale_temp_files next to atomic_path in export.py, which owns the naming.",
+)
+def test_next_run_removes_temp_files_of_a_killed_run(previous):
+    out, hashes, new_yaml, driver = previous
+    # what a run killed inside the GeoPackage leaves (see the tests above), from a dead process
+    for name in (".tiny.tmp-999999999-1.gpkg", ".tiny.tmp-999999999-1.gpkg-journal"):
+        (out / name).write_bytes(b"SQLite format 3\x00 partial")
+    r = CliRunner().invoke(cli, ["run", str(new_yaml), "--out", str(out), "-q", "--overwrite"])
+    assert r.exit_code == 0, r.stderr
+    assert_outputs_sound(out, hashes)
+    assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
