@@ -61,11 +61,11 @@ def utm_to_lonlat(geom):
     return shapely.transform(geom, lambda xy: np.column_stack(t.transform(xy[:, 0], xy[:, 1])))
 
 
-def unit_boxes_utm() -> list:
+def unit_boxes_utm(size: int = SIZE) -> list:
     """The two units in UTM metres: inside the raster with a 200 m margin, split at the middle."""
-    left, right = X0 + 200, X0 + SIZE * PIXEL_M - 200
-    top, bottom = Y0 - 200, Y0 - SIZE * PIXEL_M + 200
-    mid = X0 + SIZE * PIXEL_M / 2
+    left, right = X0 + 200, X0 + size * PIXEL_M - 200
+    top, bottom = Y0 - 200, Y0 - size * PIXEL_M + 200
+    mid = X0 + size * PIXEL_M / 2
     west = shapely.segmentize(shapely.box(left, bottom, mid, top), 100)
     east = shapely.segmentize(shapely.box(mid, bottom, right, top), 100)
     return [west, east]
@@ -76,6 +76,7 @@ class SynthRegion:
     """Writes the synthetic region and its variants into ``root``."""
 
     root: Path
+    size: int = SIZE  # pixels per side of the land cover
 
     @property
     def data(self) -> Path:
@@ -97,7 +98,7 @@ class SynthRegion:
         tiled: bool = False,
         driver: str = "GTiff",
     ) -> Path:
-        codes = landcover_codes() if codes is None else codes
+        codes = landcover_codes(self.size) if codes is None else codes
         path = self.data / name
         profile: dict[str, Any] = {
             "driver": driver,
@@ -120,7 +121,7 @@ class SynthRegion:
 
     # -- vectors ------------------------------------------------------------------------------
     def boundary_frame(self, crs: str | None = "EPSG:4326") -> gpd.GeoDataFrame:
-        geoms = unit_boxes_utm()
+        geoms = unit_boxes_utm(self.size)
         if crs == "EPSG:4326":
             geoms = [utm_to_lonlat(g) for g in geoms]
         else:
@@ -132,8 +133,13 @@ class SynthRegion:
         )
 
     def rivers_frame(self) -> gpd.GeoDataFrame:
+        k = self.size / SIZE
         line = shapely.LineString(
-            [(X0 + 100, Y0 - 1000), (X0 + 1600, Y0 - 1500), (X0 + 3100, Y0 - 1200)]
+            [
+                (X0 + 100, Y0 - 1000 * k),
+                (X0 + 1600 * k, Y0 - 1500 * k),
+                (X0 + 3100 * k, Y0 - 1200 * k),
+            ]
         )
         return gpd.GeoDataFrame(
             {"name": ["แม่น้ำปิง"]}, geometry=[utm_to_lonlat(line)], crs="EPSG:4326"

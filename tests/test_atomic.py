@@ -101,12 +101,14 @@ def wait_for(predicate, proc, timeout_s: float = 60.0) -> bool:
     raise AssertionError("timed out")
 
 
-def kill(proc) -> None:
+def kill(proc) -> int:
+    """SIGKILL the process (if still running); its return code (-9 when killed)."""
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=30)
+    code = proc.wait(timeout=30)
     proc.stdout.close()
     proc.stderr.close()
+    return code
 
 
 def temp_files(out: Path, stem: str) -> list[Path]:
@@ -149,7 +151,8 @@ def test_kill_while_a_temp_file_is_being_written(previous, stem):
         seen = wait_for(lambda: temp_files(out, stem), proc)
         assert seen, "the run ended before its temporary file was seen"
     finally:
-        kill(proc)
+        code = kill(proc)
+    assert code == -signal.SIGKILL
     state = assert_outputs_sound(out, hashes)
     # the GeoTIFF is written first: killed inside the GeoPackage, the GeoTIFF may be new
     assert state["tiny.gpkg"] == "previous"
@@ -173,7 +176,8 @@ def test_kill_when_a_step_starts(previous, step):
     try:
         wait_for(reached, proc)
     finally:
-        kill(proc)
+        code = kill(proc)
+    assert code == -signal.SIGKILL, "the run ended before it could be killed"
     assert_outputs_sound(out, hashes)
 
 
