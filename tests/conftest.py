@@ -16,7 +16,10 @@ Everything is small enough that a whole ``ecoplan run`` takes well under a secon
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -177,10 +180,16 @@ class SynthRegion:
         """Write the default region (inputs and ``region.yaml``); returns the YAML path.
 
         ``overrides`` replace top-level keys of the region config (``None`` removes a key).
+        The input files are written once per size and copied (GDAL writes are slow).
         """
-        self.write_raster()
-        self.write_vector(self.boundary_frame(), "boundary.gpkg", layer="units")
-        self.write_vector(self.rivers_frame(), "rivers.gpkg", layer="rivers")
+        if self.size not in _TEMPLATES:
+            template = SynthRegion(Path(tempfile.mkdtemp(prefix="ecoplan-synth-")), self.size)
+            atexit.register(shutil.rmtree, template.root, ignore_errors=True)
+            template.write_raster()
+            template.write_vector(template.boundary_frame(), "boundary.gpkg", layer="units")
+            template.write_vector(template.rivers_frame(), "rivers.gpkg", layer="rivers")
+            _TEMPLATES[self.size] = template.data
+        shutil.copytree(_TEMPLATES[self.size], self.data, dirs_exist_ok=True)
         cfg = self.config()
         for k, v in overrides.items():
             if v is None:
@@ -188,6 +197,9 @@ class SynthRegion:
             else:
                 cfg[k] = v
         return self.write_yaml(cfg)
+
+
+_TEMPLATES: dict[int, Path] = {}
 
 
 @pytest.fixture

@@ -8,8 +8,7 @@ SQLite integrity check ok). Temporary files are hidden (``.<name>.tmp-<pid>-…`
 
 To kill *during* writing reliably, one subprocess is slowed down inside the writers (a sleep
 after each GeoPackage layer, after the COG copy) and killed as soon as its temporary file
-appears; unslowed ones are killed when their progress bar reports the ``polygons`` or the
-``write`` step.
+appears; an unslowed one is killed when its progress bar reports the ``write`` step.
 """
 
 from __future__ import annotations
@@ -160,7 +159,7 @@ def test_kill_while_a_temp_file_is_being_written(previous, stem):
         assert state["tiny_zones.tif"] == "previous"
 
 
-@pytest.mark.parametrize("step", ["polygons", "write"])
+@pytest.mark.parametrize("step", ["write"])
 def test_kill_when_a_step_starts(previous, step):
     """Unslowed runs, killed when the progress bar (stderr) names ``step``."""
     out, hashes, new_yaml, driver = previous

@@ -594,7 +594,7 @@ def test_absurd_header_is_refused_before_reading_pixels(synth, tmp_path, monkeyp
 # -- the catalogue: handled ---------------------------------------------------------------------
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> Outcome:
     """A run of the unchanged synthetic region, to compare handled cases with."""
     root = tmp_path_factory.mktemp("reference")
@@ -897,7 +897,7 @@ def test_raster_of_only_crosswalk_nodata_codes_is_refused(synth, tmp_path):
     strict=True,
     reason="pipeline.prepare_region opens only the layers that a buffer rule reads, so a missing "
     "'roads' file (no default rule uses roads) passes silently. Fix: one call in prepare_region, "
-    "`region_warnings = check_layers(config.layers)` with ecoplan.io.check_layers (already "
+    "`check_layers(config.vector_layers(), config.raster_layers())` from ecoplan.io (already "
     "written and tested in tests/test_doctor.py).",
 )
 def test_missing_layer_that_no_rule_uses_is_refused(synth, tmp_path):
