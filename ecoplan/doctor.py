@@ -22,7 +22,7 @@ import dask
 
 from ecoplan.classify import check_codes, code_histogram
 from ecoplan.errors import CrosswalkError, InputError
-from ecoplan.io import RasterInfo, VectorSummary, describe_vector, open_raster
+from ecoplan.io import MAX_PIXELS, RasterInfo, VectorSummary, describe_vector, open_raster
 from ecoplan.pipeline import prepare_region
 from ecoplan.region import RegionConfig, load_region
 
@@ -265,6 +265,12 @@ def diagnose(
     with _collect_warnings() as logged:
         region = prepare_region(config, chunk_size=chunk_size)
         grid, cw, lc = region.grid, region.crosswalk, region.landcover
+        if grid.height * grid.width > MAX_PIXELS:
+            raise InputError(
+                f"{config.source_file}: pixel_size_m: a grid of {grid.height:,} x "
+                f"{grid.width:,} pixels of {grid.pixel_size_m:g} m is more than ecoplan "
+                f"accepts ({MAX_PIXELS:,}); give a larger pixel_size_m"
+            )
         with dask.config.set(scheduler="threads"):
             hist = code_histogram(region.codes, region.units)
         labels = {c.code: c for c in cw.classes}

@@ -149,3 +149,11 @@ def test_check_layers_opens_every_layer(synth):
     with pytest.raises(InputError, match="roads.gpkg: roads file not found"):
         check_layers(cfg_missing.vector_layers())
     assert pyogrio.list_layers(synth.data / "rivers.gpkg")[0, 0] == "rivers"
+
+
+def test_doctor_refuses_a_grid_too_large_to_compute(synth):
+    # 2.8 km at 1 cm: 280,002 x 280,002 pixels (the grid is lazy; one huge block keeps the
+    # dask graph small so that the check itself is quick)
+    region_yaml = synth.build(pixel_size_m=0.01)
+    with pytest.raises(InputError, match=r"pixel_size_m: a grid of 280,002 x 280,002 pixels"):
+        diagnose(region_yaml, chunk_size=10**6)
