@@ -127,7 +127,10 @@ def open_raster(path: str | Path, *, what: str = "raster") -> RasterInfo:
             if src.driver == "GTiff":
                 _check_tiff_complete(src, path, what)
     except RasterioIOError as err:
-        raise InputError(f"{path}: {what} is not a readable raster ({_short(err)})") from err
+        raise InputError(
+            f"{path}: not a readable raster ({_short(err)}); the {what} must be a GeoTIFF or "
+            "another raster format GDAL reads"
+        ) from err
     if info.crs is None:
         raise InputError(
             f"{path}: {what} has no CRS; assign one first, e.g. "
@@ -223,7 +226,10 @@ def read_vector(
     try:
         layers = pyogrio.list_layers(path)
     except Exception as err:  # pyogrio raises DataSourceError and friends
-        raise InputError(f"{path}: {what} is not a readable vector file ({_short(err)})") from err
+        raise InputError(
+            f"{path}: not a readable vector file ({_short(err)}); the {what} must be a "
+            "GeoPackage, a shapefile or another vector format GDAL/OGR reads"
+        ) from err
     names = [str(n) for n in layers[:, 0]]
     if not names:
         raise InputError(f"{path}: {what} file holds no layer")
