@@ -22,7 +22,14 @@ import dask
 
 from ecoplan.classify import check_codes, code_histogram
 from ecoplan.errors import CrosswalkError, InputError
-from ecoplan.io import MAX_PIXELS, RasterInfo, VectorSummary, describe_vector, open_raster
+from ecoplan.io import (
+    MAX_PIXELS,
+    RasterInfo,
+    VectorSummary,
+    describe_vector,
+    open_raster,
+    read_vector,
+)
 from ecoplan.pipeline import prepare_region
 from ecoplan.region import RegionConfig, load_region
 
@@ -305,6 +312,17 @@ def diagnose(
                 f"{lc.path}: codes {', '.join(map(str, unmapped))} are not in crosswalk "
                 f"{cw.name!r} and become 'other'"
             )
+
+        b = config.boundary
+        if b.unit_field:
+            raw = read_vector(b.path, layer=b.layer, where=b.where, what="boundary")
+            empty = raw[b.unit_field].isna() | (raw[b.unit_field].astype(str).str.strip() == "")
+            if empty.any():
+                problems.append(
+                    f"{b.path}: {int(empty.sum())} boundary feature(s) have no value in "
+                    f"{b.unit_field!r} (unit_field); `ecoplan run` would leave them out of "
+                    "every unit; fill the field in"
+                )
 
         layers: dict[str, dict] = {}
         for role, v in config.vector_layers().items():

@@ -157,3 +157,16 @@ def test_doctor_refuses_a_grid_too_large_to_compute(synth):
     region_yaml = synth.build(pixel_size_m=0.01)
     with pytest.raises(InputError, match=r"pixel_size_m: a grid of 280,002 x 280,002 pixels"):
         diagnose(region_yaml, chunk_size=10**6)
+
+
+def test_doctor_flags_boundary_features_without_a_unit(synth):
+    synth.build()
+    gdf = synth.boundary_frame()
+    gdf.loc[1, "unit"] = None
+    (synth.data / "boundary.gpkg").unlink()
+    synth.write_vector(gdf, "boundary.gpkg", layer="units")
+    d = diagnose(synth.write_yaml(synth.config()))
+    assert d.problems == [
+        f"{synth.data / 'boundary.gpkg'}: 1 boundary feature(s) have no value in 'unit' "
+        "(unit_field); `ecoplan run` would leave them out of every unit; fill the field in"
+    ]
