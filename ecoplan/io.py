@@ -243,11 +243,12 @@ def read_vector(
             names[0],
         )
     label = f"{path} (layer {layer or names[0]!r})"
+    encoding = _shapefile_encoding(path, layer, label)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             warnings.simplefilter("ignore", UserWarning)
-            gdf = pyogrio.read_dataframe(path, layer=layer, where=where)
+            gdf = pyogrio.read_dataframe(path, layer=layer, where=where, encoding=encoding)
     except Exception as err:
         msg = _short(err)
         if where:
@@ -294,6 +295,57 @@ def read_vector(
                 f"{crs.to_string()} (coordinates outside the CRS's area?); check the layer's CRS"
             )
     return gdf.reset_index(drop=True)
+
+
+def _looks_like_misread_thai(texts: list[str]) -> bool:
+    """True when text reads as Thai TIS-620 (cp874) bytes wrongly decoded as Latin-1.
+
+    Every non-ASCII string must turn into Thai letters when its Latin-1 bytes are read as
+    cp874, and most characters must be non-ASCII (Thai words are; French or German are not).
+    """
+    texts = [t for t in texts if not t.isascii()]
+    if not texts:
+        return False
+    letters = non_ascii = 0
+    for t in texts:
+        try:
+            thai = t.encode("latin-1").decode("cp874")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return False
+        odd = [c for c in thai if not c.isascii()]
+        if not all("\u0e00" <= c <= "\u0e7f" for c in odd):
+            return False
+        letters += sum(1 for c in t if not c.isspace())
+        non_ascii += len(odd)
+    return non_ascii >= 0.5 * letters
+
+
+def _shapefile_encoding(path: Path, layer: str | None, label: str) -> str | None:
+    """``"cp874"`` for a shapefile without ``.cpg`` whose text is Thai in TIS-620, else None.
+
+    GDAL reads a ``.dbf`` without a ``.cpg`` (and without a code page in its header) as
+    Latin-1, which turns Thai names into ``µÐÇÑ¹µ¡``; field names and ``where`` filters in
+    Thai then match nothing. Many Thai agencies' shapefiles are like this.
+    """
+    if path.suffix.lower() not in (".shp", ".dbf") or path.with_suffix(".cpg").exists():
+        return None
+    try:
+        sample = pyogrio.read_dataframe(path, layer=layer, read_geometry=False, max_features=200)
+    except Exception:
+        return None  # the real read reports the problem
+    texts = [str(c) for c in sample.columns]
+    for col in sample.columns:
+        if sample[col].dtype == object:
+            texts += [v for v in sample[col] if isinstance(v, str)]
+    if not _looks_like_misread_thai(texts):
+        return None
+    log.warning(
+        "%s: no .cpg file and its text reads as Thai in TIS-620 (cp874): read as cp874; "
+        "add %s containing 874 to say so",
+        label,
+        path.with_suffix(".cpg").name,
+    )
+    return "cp874"
 
 
 def _keep_polygons(gdf: gpd.GeoDataFrame, label: str, what: str) -> gpd.GeoDataFrame:

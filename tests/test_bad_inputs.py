@@ -967,3 +967,31 @@ def test_warnings_reach_the_stderr_of_each_invocation(synth, tmp_path):
     for i in range(2):
         out = run_cli(region_yaml, tmp_path / f"out{i}")
         assert "repaired 2 invalid geometries" in out.stderr
+
+
+def test_thai_shapefile_in_tis620_without_cpg_is_read_as_thai(synth, tmp_path, reference):
+    """An old-style Thai shapefile: TIS-620 text in the .dbf and no .cpg to say so."""
+    synth.build()
+    gdf = synth.boundary_frame().rename(columns={"name_th": "ชื่อ"})
+    pyogrio.write_dataframe(gdf, synth.data / "units.shp", encoding="cp874")
+    (synth.data / "units.cpg").unlink()
+    cfg = synth.config()
+    cfg["boundary"] = {"path": "data/units.shp", "unit_field": "ชื่อ", "where": "\"ชื่อ\" <> ''"}
+    outcome = run_cli(synth.write_yaml(cfg), tmp_path / "out")
+    assert_handled(outcome)
+    assert "reads as Thai in TIS-620 (cp874)" in outcome.stderr
+    assert set(outcome.layer("zones").unit_id) == {"ตะวันตก", "ตะวันออก"}
+
+
+def test_latin1_shapefile_without_cpg_is_not_mistaken_for_thai(synth, tmp_path):
+    synth.build()
+    gdf = synth.boundary_frame()
+    gdf["unit"] = ["Société Générale", "Müllerstraße"]
+    pyogrio.write_dataframe(gdf, synth.data / "units.shp", encoding="ISO-8859-1")
+    (synth.data / "units.cpg").unlink()
+    cfg = synth.config()
+    cfg["boundary"] = {"path": "data/units.shp", "unit_field": "unit"}
+    outcome = run_cli(synth.write_yaml(cfg), tmp_path / "out")
+    assert_handled(outcome)
+    assert "TIS-620" not in outcome.stderr
+    assert set(outcome.layer("zones").unit_id) == {"Société Générale", "Müllerstraße"}
