@@ -269,6 +269,7 @@ def diagnose(
     if not isinstance(config, RegionConfig):
         config = load_region(config)
     problems: list[str] = []
+    warnings_: list[str] = []
     with _collect_warnings() as logged:
         region = prepare_region(config, chunk_size=chunk_size)
         grid, cw, lc = region.grid, region.crosswalk, region.landcover
@@ -280,8 +281,18 @@ def diagnose(
             )
         with dask.config.set(scheduler="threads"):
             hist = code_histogram(region.codes, region.units)
+            n_inside = int((region.units > 0).sum().compute())
         labels = {c.code: c for c in cw.classes}
         ha = grid.pixel_area_m2 / 1e4
+        n_data = sum(n for c, n in hist.items() if c not in cw.nodata)
+        if n_inside and n_data < n_inside:
+            gap = 1 - n_data / n_inside
+            if gap > 0.001:
+                warnings_.append(
+                    f"{lc.path}: {gap:.1%} of the region ({(n_inside - n_data) * ha:,.1f} ha) "
+                    "has no land-cover data (outside the raster, or nodata); shares are "
+                    "computed over the rest"
+                )
         codes = []
         for code, n in hist.items():
             c = labels.get(code)
@@ -306,7 +317,6 @@ def diagnose(
         except CrosswalkError as err:
             problems.append(str(err))
         unmapped = [c["code"] for c in codes if c["label"] == "not in the crosswalk"]
-        warnings_: list[str] = []
         if unmapped and cw.on_unmapped == "other":
             warnings_.append(
                 f"{lc.path}: codes {', '.join(map(str, unmapped))} are not in crosswalk "

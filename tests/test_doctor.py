@@ -170,3 +170,16 @@ def test_doctor_flags_boundary_features_without_a_unit(synth):
         f"{synth.data / 'boundary.gpkg'}: 1 boundary feature(s) have no value in 'unit' "
         "(unit_field); `ecoplan run` would leave them out of every unit; fill the field in"
     ]
+
+
+def test_doctor_warns_when_part_of_the_region_has_no_land_cover(synth):
+    synth.build()
+    codes = landcover_codes()
+    codes[:, 100:] = 0  # nodata east of column 100
+    synth.write_raster("landcover.tif", codes=codes)
+    d = diagnose(synth.write_yaml(synth.config()))
+    # inside the boundary (rows and columns 10..149): columns 100..149 are nodata
+    gap_ha = 140 * 50 * 0.04
+    expected = f"{gap_ha / (140 * 140 * 0.04):.1%} of the region ({gap_ha:,.1f} ha)"
+    assert any(expected in w for w in d.warnings), d.warnings
+    assert d.ok
