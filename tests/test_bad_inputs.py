@@ -995,3 +995,12 @@ def test_latin1_shapefile_without_cpg_is_not_mistaken_for_thai(synth, tmp_path):
     assert_handled(outcome)
     assert "TIS-620" not in outcome.stderr
     assert set(outcome.layer("zones").unit_id) == {"Société Générale", "Müllerstraße"}
+
+
+def test_boundary_with_z_coordinates_is_handled(synth, tmp_path, reference):
+    """3-D polygons (from a GPS or CAD export): heights are ignored, areas are on the ground."""
+    gdf = synth.boundary_frame()
+    gdf["geometry"] = shapely.force_3d(gdf.geometry.values, 350.0)
+    outcome = run_cli(_boundary(synth, gdf), tmp_path / "out")
+    assert_handled(outcome)
+    assert outcome.region_share("forest") == reference.region_share("forest")
