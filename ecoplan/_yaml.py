@@ -77,6 +77,10 @@ def format_loc(loc: tuple[Any, ...]) -> str:
     return out or "(top level)"
 
 
+def _num(value: Any) -> str:
+    return f"{value:g}" if isinstance(value, int | float) else str(value)
+
+
 def _message(error: dict[str, Any]) -> str:
     kind = error["type"]
     msg = error["msg"]
@@ -86,13 +90,13 @@ def _message(error: dict[str, Any]) -> str:
     if kind == "missing":
         return "required key is missing"
     if kind == "greater_than":
-        msg = f"must be > {ctx.get('gt')}"
+        msg = f"must be > {_num(ctx.get('gt'))}"
     elif kind == "greater_than_equal":
-        msg = f"must be >= {ctx.get('ge')}"
+        msg = f"must be >= {_num(ctx.get('ge'))}"
     elif kind == "less_than_equal":
-        msg = f"must be <= {ctx.get('le')}"
+        msg = f"must be <= {_num(ctx.get('le'))}"
     elif kind == "less_than":
-        msg = f"must be < {ctx.get('lt')}"
+        msg = f"must be < {_num(ctx.get('lt'))}"
     elif kind == "value_error":
         msg = str(ctx.get("error", msg))
     elif kind == "literal_error":

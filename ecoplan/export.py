@@ -147,19 +147,20 @@ def write_zone_raster(
     return path
 
 
-class _BlockWriter:
-    """A ``da.store`` target that writes each block into a rasterio dataset."""
-
-    def __init__(self, dst):
-        self.dst = dst
-        self.lock = threading.Lock()
-
-    def __setitem__(self, key, block):
-        rows, cols = key
-        window = ((rows.start, rows.stop), (cols.start, cols.stop))
-        with self.lock:
-            self.dst.write(np.asarray(block, dtype=np.uint8), 1, window=window)
-
-
 def _store(zones: da.Array, dst) -> None:
-    da.store(zones, _BlockWriter(dst), lock=False)
+    """Write a dask array into a rasterio dataset one row of blocks at a time.
+
+    The blocks are computed by whatever scheduler is active (threads, processes, a cluster);
+    the writing happens here, in this process, so at most one row of blocks is held at once.
+    """
+    import dask
+
+    blocks = zones.to_delayed()
+    row_starts = np.cumsum((0, *zones.chunks[0][:-1]))
+    col_starts = np.cumsum((0, *zones.chunks[1][:-1]))
+    for i, r0 in enumerate(row_starts):
+        row = dask.compute(*blocks[i])
+        for block, c0 in zip(row, col_starts, strict=True):
+            h, w = block.shape
+            window = ((int(r0), int(r0) + h), (int(c0), int(c0) + w))
+            dst.write(np.asarray(block, dtype=np.uint8), 1, window=window)

@@ -53,7 +53,7 @@ class Grid:
         return (t.c, t.f + t.e * self.height, t.c + t.a * self.width, t.f)
 
     def window_transform(self, row_off: int, col_off: int) -> Affine:
-        return self.transform * Affine.translation(col_off, row_off)
+        return self.transform @ Affine.translation(col_off, row_off)
 
     def window(self, row_off: int, col_off: int, height: int, width: int) -> Window:
         return Window(col_off, row_off, width, height)

@@ -6,6 +6,7 @@ outputs (GeoPackage, zone GeoTIFF). Raster steps are lazy dask arrays mapped blo
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 import warnings
@@ -42,6 +43,7 @@ from ecoplan.progress import Progress, silent
 from ecoplan.proportions import N_CODES, pair_counts, proportions_table, zone_counts
 from ecoplan.region import RegionConfig, load_region
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
+from ecoplan.spill import held
 from ecoplan.zones import ZONE_BY_CODE, zone_code
 
 __all__ = ["RunResult", "Region", "prepare_region", "run_region", "sample_region_path", "STEPS"]
@@ -50,7 +52,43 @@ log = logging.getLogger(__name__)
 
 STEPS = ("inputs", "classify", "buffers", "proportions", "polygons", "write")
 
-Scheduler = Literal["threads", "synchronous", "processes"]
+Scheduler = Literal["threads", "synchronous", "processes"] | str
+LOCAL_SCHEDULERS = ("threads", "synchronous", "processes")
+
+
+def check_scheduler(scheduler: str) -> None:
+    """Accept a local dask scheduler name or a ``dask.distributed`` address (``tcp://…``)."""
+    if scheduler in LOCAL_SCHEDULERS or "://" in str(scheduler):
+        return
+    raise ValueError(
+        f"scheduler must be one of {', '.join(LOCAL_SCHEDULERS)} or a dask.distributed "
+        f"scheduler address such as tcp://10.0.0.5:8786 (got {scheduler!r})"
+    )
+
+
+@contextlib.contextmanager
+def scheduler_context(scheduler: str):
+    """Run the dask graphs inside with a local scheduler or on a ``dask.distributed`` cluster."""
+    if scheduler in LOCAL_SCHEDULERS:
+        with dask.config.set(scheduler=scheduler):
+            yield
+        return
+    try:
+        from distributed import Client
+    except ImportError as err:  # pragma: no cover - distributed is an optional extra
+        raise InputError(
+            f"scheduler {scheduler}: the dask.distributed package is not installed; "
+            "pip install 'ecoplan[cluster]'"
+        ) from err
+    try:
+        client = Client(scheduler, timeout="20s", set_as_default=False)
+    except OSError as err:
+        raise InputError(f"scheduler {scheduler}: cannot connect ({err})") from err
+    try:
+        with client.as_current(), dask.config.set(scheduler="dask.distributed"):
+            yield
+    finally:
+        client.close()
 
 
 @dataclass
@@ -239,17 +277,42 @@ def run_region(
     chunk_size: int = 1024,
     scheduler: Scheduler = "threads",
     overwrite: bool = False,
+    memory_budget_mb: float = 512,
     progress: Progress = silent,
 ) -> RunResult:
     """Run the whole eco-plan pipeline for one region and write its outputs into ``out_dir``.
 
     Writes ``<region_id>.gpkg`` and ``<region_id>_zones.tif``; refuses to replace existing
-    outputs unless ``overwrite``. Same inputs and rules give the same outputs, for any
-    ``chunk_size`` and scheduler.
+    outputs unless ``overwrite``. ``scheduler`` is ``threads`` (default), ``synchronous``,
+    ``processes``, or the address of a ``dask.distributed`` scheduler (``tcp://host:8786``).
+    Same inputs and rules give the same outputs, for any ``chunk_size`` and scheduler.
+    An intermediate raster larger than ``memory_budget_mb`` is kept in a temporary file in
+    ``out_dir`` instead of in memory.
     """
-    valid = ("threads", "synchronous", "processes")
-    if scheduler not in valid:
-        raise ValueError(f"scheduler must be one of {', '.join(valid)} (got {scheduler!r})")
+    check_scheduler(scheduler)
+    with scheduler_context(scheduler), contextlib.ExitStack() as hold:
+        return _run_region(
+            config,
+            out_dir,
+            chunk_size=chunk_size,
+            overwrite=overwrite,
+            progress=progress,
+            hold=hold,
+            budget_bytes=int(memory_budget_mb * 2**20),
+        )
+
+
+def _run_region(
+    config: RegionConfig | str | Path,
+    out_dir: str | Path,
+    *,
+    chunk_size: int = 1024,
+    overwrite: bool = False,
+    progress: Progress = silent,
+    hold: contextlib.ExitStack,
+    budget_bytes: int,
+) -> RunResult:
+    """The body of :func:`run_region`, inside the scheduler context."""
     t0 = time.perf_counter()
     started = datetime.now(UTC)
     progress("inputs")
@@ -267,7 +330,7 @@ def run_region(
     notes = list(region.warnings)
     grid = region.grid
 
-    with dask.config.set(scheduler=scheduler), warnings.catch_warnings():
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         progress("classify")
         hist = code_histogram(region.codes, region.units)
@@ -280,16 +343,14 @@ def run_region(
         lut = lookup_table(region.crosswalk, max_code=max(hist))
         zones = classify(region.codes, lut)
         zones = da.where(region.units > 0, zones, 0).astype(np.uint8)
-        zones = zones.persist()
+        zones = hold.enter_context(held(zones, grid, folder=out_dir, budget_bytes=budget_bytes))
 
         progress("buffers")
         buffers, buffer_notes = _buffers(region, zones)
         notes += buffer_notes
         n_units = len(region.boundary)
         counts = zone_counts(zones, region.units, n_units=n_units)
-        ring_counts = [
-            pair_counts(b.rings, zones, n_a=len(b.rule.rings) + 1, n_b=N_CODES) for b in buffers
-        ]
+        ring_counts: list[np.ndarray] = []
 
         progress("proportions")
         table = proportions_table(
@@ -301,11 +362,9 @@ def run_region(
         )
 
         progress("polygons")
-        zones_np = zones.compute()
-        units_np = region.units.compute()
         ha = grid.pixel_area_m2 / 1e4
-        key = units_np.astype(np.int32) * N_CODES + zones_np
-        zpoly = vectorize(key, grid, mask=zones_np > 0)
+        key = region.units.astype(np.int32) * N_CODES + zones
+        zpoly = vectorize(key, grid, mask=zones > 0)
         unit_idx = zpoly["value"] // N_CODES
         zcodes = zpoly["value"] % N_CODES
         zone_layer = gpd.GeoDataFrame(
@@ -320,15 +379,17 @@ def run_region(
             crs=grid.crs,
         )
         buffer_rows, conflict_rows = [], []
-        for b, rc in zip(buffers, ring_counts, strict=True):
+        for b in buffers:
             rule = b.rule
+            # one rule at a time: its rings are computed once and released after use
+            rings = b.rings.persist()
+            rc = pair_counts(rings, zones, n_a=len(rule.rings) + 1, n_b=N_CODES)
+            ring_counts.append(rc)
             restricted = [zone_code(z) for z in rule.restricted_zones]
             if b.polygons is not None:
                 ring_geoms = dict(zip(b.polygons["ring"], b.polygons.geometry, strict=True))
-                rings_np = b.rings.compute()
             else:
-                rings_np = b.rings.compute()
-                rp = vectorize(rings_np, grid)
+                rp = vectorize(rings, grid)
                 ring_geoms = dict(zip(rp["value"], rp.geometry, strict=True))
             for k, (inner, outer) in enumerate(rule.rings, start=1):
                 if k not in ring_geoms:
@@ -349,8 +410,10 @@ def run_region(
                     }
                 )
             if restricted:
-                conflict = np.where(
-                    (rings_np > 0) & np.isin(zones_np, restricted), rings_np * N_CODES + zones_np, 0
+                conflict = da.where(
+                    (rings > 0) & da.isin(zones, restricted),
+                    rings.astype(np.int32) * N_CODES + zones,
+                    0,
                 )
                 cp = vectorize(conflict.astype(np.int32), grid)
                 for value, geom in zip(cp["value"], cp.geometry, strict=True):
@@ -409,8 +472,7 @@ def run_region(
         "RULES_SHA256": region.rules.digest(),
         "CROSSWALK": region.crosswalk.name,
     }
-    with dask.config.set(scheduler=scheduler):
-        write_zone_raster(tif_path, zones, grid, tags=tags)
+    write_zone_raster(tif_path, zones, grid, tags=tags)
     write_geopackage(
         gpkg_path,
         {

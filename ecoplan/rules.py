@@ -232,7 +232,9 @@ class Rules(_Strict):
             total = sum(t.min_share or 0.0 for t in v if t.unit == unit)
             if total > 1 + 1e-9:
                 where = f" for unit {unit!r}" if unit else ""
-                raise ValueError(f"min_share values{where} add up to {total:.0%}, above 100 %")
+                raise ValueError(
+                    f"min_share values{where} add up to {total * 100:.0f} %, above 100 %"
+                )
         return v
 
     def digest(self) -> str:

@@ -19,6 +19,7 @@ from ecoplan.errors import EcoplanError
 SUBCOMMAND_MODULES = (
     "ecoplan.cli.run",
     "ecoplan.cli.rules",
+    "ecoplan.cli.kpi",
     "ecoplan.cli.doctor",
 )
 
