@@ -546,7 +546,7 @@ REFUSED = [
             "targets:\n  - {zone: forest, min_share: 0.7}\n"
             "  - {zone: agriculture, min_share: 0.5}\n",
         ),
-        ("rules.yaml", "targets", "120%", "100 %"),
+        ("rules.yaml", "targets", "120 %", "100 %"),
     ),
     Refused(
         "rules-share-as-percent",

@@ -17,7 +17,6 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import dask
-import dask.array as da
 import numpy as np
 import pandas as pd
 import pyogrio
@@ -94,42 +93,21 @@ def process_pool():
 
     Left to itself, dask's process scheduler starts a new pool (each worker importing ecoplan,
     geopandas, rasterio …) at every ``compute`` — a dozen per run, about 100 s here. Giving it
-    one pool through ``dask.config`` is what ``run_region`` should do itself (see report).
+    one pool through ``dask.config`` is what ``run_region``'s scheduler context should do
+    itself (see the report of the reliability branch).
     """
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(2, mp_context=ctx) as pool:
         yield pool
 
 
-def _store_in_this_process(zones, dst) -> None:
-    """export._store with the proposed fix: blocks are written from the calling process."""
-    from ecoplan.export import _BlockWriter
-
-    with dask.config.set(pool=None):
-        da.store(zones, _BlockWriter(dst), lock=False, scheduler="threads")
-
-
 @pytest.mark.parametrize("chunk_size", [64, 256])
 def test_process_scheduler_gives_the_same_outputs(
-    region338, baseline, tmp_path, process_pool, monkeypatch, chunk_size
+    region338, baseline, tmp_path, process_pool, chunk_size
 ):
-    monkeypatch.setattr("ecoplan.export._store", _store_in_this_process)
     with dask.config.set(pool=process_pool):
         run_region(region338, tmp_path, chunk_size=chunk_size, scheduler="processes")
     assert_same_outputs(baseline, tmp_path)
-
-
-@pytest.mark.xfail(
-    strict=True,
-    raises=TypeError,
-    reason="export._store hands dask a target holding an open rasterio dataset, which the process "
-    "scheduler must pickle (TypeError: self._hds cannot be converted … for pickling). Fix in "
-    "export._store: `da.store(zones, _BlockWriter(dst), lock=False, scheduler='threads')` — "
-    "the zones are already persisted, so only the writing stays in the calling process.",
-)
-def test_process_scheduler_writes_the_zone_raster(region338, tmp_path, process_pool):
-    with dask.config.set(pool=process_pool):
-        run_region(region338, tmp_path, chunk_size=256, scheduler="processes")
 
 
 @pytest.mark.xfail(
