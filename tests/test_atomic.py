@@ -1,5 +1,5 @@
 """A run killed at any moment (SIGKILL) leaves the previous outputs intact and no partial file
-under a final name.
+under a final name; so does the plan registry (test at the end).
 
 The previous outputs come from the tiny region on a 20 m grid; the killed run recomputes it on a
 40 m grid with ``--overwrite``, so every final-name file after the kill must be either
@@ -105,8 +105,9 @@ def kill(proc) -> int:
     if proc.poll() is None:
         os.kill(proc.pid, signal.SIGKILL)
     code = proc.wait(timeout=30)
-    proc.stdout.close()
-    proc.stderr.close()
+    for stream in (proc.stdout, proc.stderr):
+        if stream is not None:
+            stream.close()
     return code
 
 
@@ -197,3 +198,64 @@ def test_next_run_removes_temp_files_of_a_killed_run(previous):
     assert r.exit_code == 0, r.stderr
     assert_outputs_sound(out, hashes)
     assert [p.name for p in out.iterdir() if p.name.startswith(".")] == []
+
+
+# -- the plan registry ---------------------------------------------------------------------------
+
+REGISTRAR = """
+import sys
+from datetime import date
+from ecoplan.plan_types import PLAN_TYPES
+from ecoplan.registry import PlanSubmission, Registry
+
+registry = Registry(sys.argv[1], create=True)
+i = int(sys.argv[2])
+while True:
+    i += 1
+    registry.register(
+        PlanSubmission(
+            region_id="north", plan_type=p.id, status="draft", status_date=date(2025, 1, 1),
+            source_path=f"/plans/north-{i}.gpkg", sha256=f"{i:064x}", feature_count=i,
+        )
+        for p in PLAN_TYPES
+    )
+    print(i, flush=True)
+"""
+
+
+def _registry_state(path: Path) -> tuple[list, int]:
+    con = sqlite3.connect(path)
+    try:
+        assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        events = con.execute("SELECT sha256, plan_type FROM plan_history").fetchall()
+        n_plans = con.execute("SELECT count(*) FROM plans").fetchone()[0]
+    finally:
+        con.close()
+    return events, n_plans
+
+
+def test_plan_registry_survives_a_killed_writer(tmp_path):
+    """A writer registering the six plans per transaction, killed mid-stream: every
+    transaction is there whole or not at all, and what was there before is intact."""
+    from ecoplan.plan_types import PLAN_TYPES
+
+    db = tmp_path / "registry.sqlite"
+    script = tmp_path / "registrar.py"
+    script.write_text(REGISTRAR, "utf-8")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    args = [sys.executable, str(script), str(db)]
+    # a first writer records at least 5 rounds, then is killed too
+    first = subprocess.Popen([*args, "0"], env=env, stdout=subprocess.PIPE, text=True)
+    for _ in range(5):
+        first.stdout.readline()
+    kill(first)
+    before, _ = _registry_state(db)
+    # a second writer, killed as soon as it has committed 3 rounds (so inside the 4th)
+    second = subprocess.Popen([*args, "1000"], env=env, stdout=subprocess.PIPE, text=True)
+    for _ in range(3):
+        second.stdout.readline()
+    assert kill(second) == -signal.SIGKILL
+    events, n_plans = _registry_state(db)
+    assert set(before) <= set(events)  # nothing recorded before was lost
+    assert len(events) % len(PLAN_TYPES) == 0  # no half-recorded transaction
+    assert n_plans == len(PLAN_TYPES)
