@@ -163,10 +163,12 @@ def _collect_warnings() -> Iterator[list[str]]:
 
 
 def stale_temp_files(folder: str | Path, final_names: list[str]) -> list[Path]:
-    """Temporary files of killed runs beside ``final_names`` in ``folder``.
+    """Temporary files of killed runs in the output ``folder``.
 
     :func:`ecoplan.export.atomic_path` names them ``.<stem>.tmp-<pid>-<thread><suffix>`` (plus
-    GDAL/SQLite side files); one whose process no longer exists was left by a killed run.
+    GDAL/SQLite side files) beside ``final_names``, and :func:`ecoplan.spill.held` spills big
+    intermediate rasters to ``.spill-<pid>-<token>.tif``; one whose process no longer exists was
+    left by a killed run (a spill file can be as large as the region's raster).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -176,6 +178,10 @@ def stale_temp_files(folder: str | Path, final_names: list[str]) -> list[Path]:
     for p in sorted(folder.iterdir()):
         m = re.match(r"^\.(.+)\.tmp-(\d+)-\d+", p.name)
         if m and m.group(1) in stems and not _alive(int(m.group(2))):
+            found.append(p)
+            continue
+        m = re.match(r"^\.spill-(\d+)-", p.name)
+        if m and not _alive(int(m.group(1))):
             found.append(p)
     return found
 

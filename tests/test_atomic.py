@@ -192,7 +192,11 @@ def test_kill_when_a_step_starts(previous, step):
 def test_next_run_removes_temp_files_of_a_killed_run(previous):
     out, hashes, new_yaml, driver = previous
     # what a run killed inside the GeoPackage leaves (see the tests above), from a dead process
-    for name in (".tiny.tmp-999999999-1.gpkg", ".tiny.tmp-999999999-1.gpkg-journal"):
+    for name in (
+        ".tiny.tmp-999999999-1.gpkg",
+        ".tiny.tmp-999999999-1.gpkg-journal",
+        ".spill-999999999-0123456789ab.tif",  # ecoplan.spill's file for a big raster
+    ):
         (out / name).write_bytes(b"SQLite format 3\x00 partial")
     r = CliRunner().invoke(cli, ["run", str(new_yaml), "--out", str(out), "-q", "--overwrite"])
     assert r.exit_code == 0, r.stderr

@@ -127,9 +127,11 @@ def test_stale_temp_files_skip_those_of_live_processes(tmp_path):
     live = tmp_path / f".tiny_zones.tmp-{os.getpid()}-1.tif"
     dead = tmp_path / ".tiny_zones.tmp-999999999-1.tif"
     other = tmp_path / ".someone.tmp-999999999-1.tif"
-    for p in (live, dead, other):
+    spill = tmp_path / ".spill-999999999-0123456789ab.tif"
+    live_spill = tmp_path / f".spill-{os.getpid()}-0123456789ab.tif"
+    for p in (live, dead, other, spill, live_spill):
         p.write_bytes(b"x")
-    assert stale_temp_files(tmp_path, ["tiny.gpkg", "tiny_zones.tif"]) == [dead]
+    assert stale_temp_files(tmp_path, ["tiny.gpkg", "tiny_zones.tif"]) == [spill, dead]
 
 
 def test_check_layers_opens_every_layer(synth):
