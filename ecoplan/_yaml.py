@@ -15,6 +15,32 @@ __all__ = ["read_yaml", "validate", "format_loc"]
 M = TypeVar("M", bound=BaseModel)
 
 
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """``yaml.SafeLoader`` (libyaml's when present) that refuses a key given twice in a mapping.
+
+    Plain YAML keeps the last value silently, so a rules file with two ``targets:`` sections
+    would lose the first without a word.
+    """
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # let the base class report unhashable keys
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None,
+                    None,
+                    f"key {key!r} is given twice (first on line {seen[key] + 1})",
+                    key_node.start_mark,
+                )
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str | Path) -> Any:
     """Parse a YAML file safely; missing files and syntax errors raise ``RulesError``."""
     path = Path(path)
@@ -25,11 +51,14 @@ def read_yaml(path: str | Path) -> Any:
     except IsADirectoryError:
         raise RulesError(f"{path}: is a folder, not a YAML file") from None
     except UnicodeDecodeError as err:
-        raise RulesError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from err
+        raise RulesError(
+            f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); save it as UTF-8 "
+            "(a Thai Windows editor may have saved it as TIS-620 / cp874)"
+        ) from err
     except OSError as err:
         raise RulesError(f"{path}: cannot read ({err.strerror})") from err
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 (a SafeLoader)
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
@@ -95,5 +124,7 @@ def validate(
             lines.append(f"{source}: {format_loc(loc)}: {_message(e)}")
         if len(lines) == 1:
             raise RulesError(lines[0]) from None
+        n = len(lines) - 1
         more = "\n".join(f"  {line}" for line in lines[1:])
-        raise RulesError(f"{lines[0]}\n  … and {len(lines) - 1} more:\n{more}") from None
+        head = f"{lines[0]} (and {n} more problem{'s' if n > 1 else ''} below)"
+        raise RulesError(f"{head}\n{more}") from None

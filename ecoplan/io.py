@@ -10,8 +10,10 @@ import hashlib
 import logging
 import threading
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dask.array as da
 import geopandas as gpd
@@ -33,9 +35,12 @@ from ecoplan.grid import Grid
 __all__ = [
     "NO_CODE",
     "RasterInfo",
+    "VectorSummary",
     "sha256_file",
     "open_raster",
     "read_vector",
+    "describe_vector",
+    "check_layers",
     "codes_on_grid",
     "rasterize_on_grid",
 ]
@@ -92,7 +97,14 @@ def _check_exists(path: Path, what: str) -> None:
 
 
 def open_raster(path: str | Path, *, what: str = "raster") -> RasterInfo:
-    """Open a raster and check that ecoplan can use it (readable, georeferenced, sane size)."""
+    """Open a raster and check that ecoplan can use it.
+
+    Refused with :class:`InputError` naming the file: missing, empty or a folder; not a raster;
+    a size header beyond :data:`MAX_PIXELS` (checked before anything is read or allocated); a
+    GeoTIFF cut short (a tile or strip ends past the end of the file: a half-finished download);
+    no CRS; a rotated grid; a geographic CRS whose bounds are not degrees. Only band 1 is used;
+    more bands, or no nodata value, are logged.
+    """
     path = Path(path)
     _check_exists(path, what)
     try:
@@ -107,8 +119,18 @@ def open_raster(path: str | Path, *, what: str = "raster") -> RasterInfo:
                 dtype=src.dtypes[0],
                 nodata=src.nodata,
             )
+            if info.width * info.height > MAX_PIXELS:
+                raise InputError(
+                    f"{path}: header claims {info.width:,} x {info.height:,} pixels, more than "
+                    f"ecoplan accepts ({MAX_PIXELS:,}); the file is probably damaged"
+                )
+            if src.driver == "GTiff":
+                _check_tiff_complete(src, path, what)
     except RasterioIOError as err:
-        raise InputError(f"{path}: not a readable raster ({_short(err)})") from err
+        raise InputError(
+            f"{path}: not a readable raster ({_short(err)}); the {what} must be a GeoTIFF or "
+            "another raster format GDAL reads"
+        ) from err
     if info.crs is None:
         raise InputError(
             f"{path}: {what} has no CRS; assign one first, e.g. "
@@ -116,17 +138,66 @@ def open_raster(path: str | Path, *, what: str = "raster") -> RasterInfo:
         )
     if info.transform.b != 0 or info.transform.d != 0:
         raise InputError(f"{path}: rotated rasters are not supported; warp it north-up first")
-    if info.width * info.height > MAX_PIXELS:
+    if info.transform == Affine.identity():
         raise InputError(
-            f"{path}: header claims {info.width} x {info.height} pixels, more than ecoplan "
-            f"accepts ({MAX_PIXELS:,}); the file is probably damaged"
+            f"{path}: {what} has no georeferencing (no geotransform); georeference it first"
         )
+    if info.crs.is_geographic:
+        _check_degrees(info.bounds, path, what)
+    if info.count > 1:
+        log.warning("%s: %s has %d bands; using band 1", path, what, info.count)
+    if info.nodata is None:
+        log.info("%s: %s has no nodata value; every value is read as a class code", path, what)
     return info
+
+
+def _check_degrees(bounds, path: Path, what: str) -> None:
+    left, bottom, right, top = bounds
+    if not (-180.5 <= left <= right <= 360.5 and -90.5 <= bottom <= top <= 90.5):
+        raise InputError(
+            f"{path}: {what} says its CRS is geographic (degrees) but its bounds "
+            f"({left:.6g}, {bottom:.6g}, {right:.6g}, {top:.6g}) are not degrees; the CRS is "
+            "probably wrong (metres labelled as EPSG:4326?); assign the right one"
+        )
+
+
+MAX_BLOCKS_CHECKED = 2_000_000
+
+
+def _check_tiff_complete(src, path: Path, what: str) -> None:
+    """Refuse a GeoTIFF whose band-1 tiles or strips end past the end of the file.
+
+    GDAL exposes each block's offset and size (``BLOCK_OFFSET_x_y`` in the ``TIFF`` metadata
+    domain) without reading pixels. A half-downloaded file opens fine and fails only when the
+    missing blocks are read, possibly hours later; this finds it at once. Sparse blocks (no
+    offset) are legitimate and skipped. For rasters of more than :data:`MAX_BLOCKS_CHECKED`
+    blocks only the last block row is checked.
+    """
+    size = path.stat().st_size
+    bh, bw = src.block_shapes[0]
+    nx, ny = -(-src.width // bw), -(-src.height // bh)
+    rows = range(ny) if nx * ny <= MAX_BLOCKS_CHECKED else range(ny - 1, ny)
+    end = 0
+    for j in rows:
+        for i in range(nx):
+            off = src.get_tag_item(f"BLOCK_OFFSET_{i}_{j}", "TIFF", bidx=1)
+            if off is None:
+                continue
+            n = src.get_tag_item(f"BLOCK_SIZE_{i}_{j}", "TIFF", bidx=1)
+            end = max(end, int(off) + int(n or 0))
+    if end > size:
+        raise InputError(
+            f"{path}: {what} is incomplete: its data run to byte {end:,} but the file has "
+            f"{size:,} bytes (an interrupted download or copy?); fetch the file again"
+        )
 
 
 def _short(err: Exception) -> str:
     text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
     return text
+
+
+POLYGONAL = ("Polygon", "MultiPolygon")
 
 
 def read_vector(
@@ -137,48 +208,237 @@ def read_vector(
     crs: CRS | None = None,
     what: str = "vector",
     allow_empty: bool = False,
+    polygons_only: bool | None = None,
 ) -> gpd.GeoDataFrame:
-    """Read a vector layer, check it, repair invalid geometries and reproject to ``crs``."""
+    """Read a vector layer, check it, repair invalid geometries and reproject to ``crs``.
+
+    Refused with :class:`InputError` naming the file and layer: missing, empty, unreadable;
+    unknown layer; bad ``where``; no geometry column; no CRS; a geographic CRS whose coordinates
+    are not degrees; no features (unless ``allow_empty``); coordinates that cannot be
+    reprojected. Handled with a logged warning that counts them: invalid geometries (repaired
+    with ``make_valid``); empty geometries (dropped); and, when ``polygons_only`` (default: for
+    ``what="boundary"``), features or parts that are not polygons (dropped).
+    """
     path = Path(path)
+    if polygons_only is None:
+        polygons_only = what == "boundary"
     _check_exists(path, what)
     try:
         layers = pyogrio.list_layers(path)
     except Exception as err:  # pyogrio raises DataSourceError and friends
-        raise InputError(f"{path}: not a readable vector file ({_short(err)})") from err
+        raise InputError(
+            f"{path}: not a readable vector file ({_short(err)}); the {what} must be a "
+            "GeoPackage, a shapefile or another vector format GDAL/OGR reads"
+        ) from err
     names = [str(n) for n in layers[:, 0]]
+    if not names:
+        raise InputError(f"{path}: {what} file holds no layer")
     if layer is not None and layer not in names:
         raise InputError(f"{path}: no layer {layer!r}; layers are: {', '.join(names)}")
     if layer is None and len(names) > 1:
-        log.info("%s: %d layers, reading the first (%s)", path, len(names), names[0])
+        log.warning(
+            "%s: %d layers, reading the first (%s); name one with 'layer:'",
+            path,
+            len(names),
+            names[0],
+        )
+    label = f"{path} (layer {layer or names[0]!r})"
+    encoding = _shapefile_encoding(path, layer, label)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
-            gdf = pyogrio.read_dataframe(path, layer=layer, where=where)
+            warnings.simplefilter("ignore", UserWarning)
+            gdf = pyogrio.read_dataframe(path, layer=layer, where=where, encoding=encoding)
     except Exception as err:
         msg = _short(err)
         if where:
-            raise InputError(f"{path}: cannot read with where={where!r} ({msg})") from err
-        raise InputError(f"{path}: cannot read ({msg})") from err
+            raise InputError(f"{label}: cannot read with where={where!r} ({msg})") from err
+        raise InputError(f"{label}: cannot read ({msg})") from err
     if not isinstance(gdf, gpd.GeoDataFrame) or gdf.geometry.name not in gdf:
-        raise InputError(f"{path}: layer has no geometry column")
+        raise InputError(f"{label}: {what} layer has no geometry column (a plain table?)")
     if gdf.crs is None:
         raise InputError(
-            f"{path}: {what} layer has no CRS; set one, e.g. "
+            f"{label}: {what} layer has no CRS (a shapefile without its .prj?); set one, e.g. "
             f"ogr2ogr -a_srs EPSG:4326 fixed.gpkg {path.name}"
         )
+    n_read = len(gdf)
     gdf = gdf[~(gdf.geometry.isna() | gdf.geometry.is_empty)]
-    if len(gdf) == 0 and not allow_empty:
-        filt = f" matching where={where!r}" if where else ""
-        raise InputError(f"{path}: {what} layer has no features{filt}")
+    if len(gdf) < n_read:
+        n = n_read - len(gdf)
+        log.warning("%s: dropped %d feature%s without geometry", label, n, "" if n == 1 else "s")
+    if len(gdf) and gdf.crs.is_geographic:
+        _check_degrees(tuple(gdf.total_bounds), path, f"{what} layer")
     invalid = ~gdf.geometry.is_valid
     if invalid.any():
         n = int(invalid.sum())
-        log.warning("%s: repaired %d invalid geometr%s", path, n, "y" if n == 1 else "ies")
+        reason = shapely.is_valid_reason(gdf.geometry[invalid].values[0])
+        log.warning(
+            "%s: repaired %d invalid geometr%s (first: %s)",
+            label,
+            n,
+            "y" if n == 1 else "ies",
+            reason,
+        )
         gdf = gdf.copy()
         gdf.loc[invalid, gdf.geometry.name] = shapely.make_valid(gdf.geometry[invalid].values)
+    if polygons_only and len(gdf):
+        gdf = _keep_polygons(gdf, label, what)
+    if len(gdf) == 0 and not allow_empty:
+        filt = f" matching where={where!r}" if where else ""
+        raise InputError(f"{label}: {what} layer has no features{filt}")
     if crs is not None:
         gdf = gdf.to_crs(crs)
+        bad = ~np.isfinite(gdf.geometry.bounds.to_numpy()).all(axis=1)
+        if bad.any():
+            raise InputError(
+                f"{label}: {int(bad.sum())} feature(s) cannot be reprojected to "
+                f"{crs.to_string()} (coordinates outside the CRS's area?); check the layer's CRS"
+            )
     return gdf.reset_index(drop=True)
+
+
+def _looks_like_misread_thai(texts: list[str]) -> bool:
+    """True when text reads as Thai TIS-620 (cp874) bytes wrongly decoded as Latin-1.
+
+    Every non-ASCII string must turn into Thai letters when its Latin-1 bytes are read as
+    cp874, and most characters must be non-ASCII (Thai words are; French or German are not).
+    """
+    texts = [t for t in texts if not t.isascii()]
+    if not texts:
+        return False
+    letters = non_ascii = 0
+    for t in texts:
+        try:
+            thai = t.encode("latin-1").decode("cp874")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return False
+        odd = [c for c in thai if not c.isascii()]
+        if not all("\u0e00" <= c <= "\u0e7f" for c in odd):
+            return False
+        letters += sum(1 for c in t if not c.isspace())
+        non_ascii += len(odd)
+    return non_ascii >= 0.5 * letters
+
+
+def _shapefile_encoding(path: Path, layer: str | None, label: str) -> str | None:
+    """``"cp874"`` for a shapefile without ``.cpg`` whose text is Thai in TIS-620, else None.
+
+    GDAL reads a ``.dbf`` without a ``.cpg`` (and without a code page in its header) as
+    Latin-1, which turns Thai names into ``µÐÇÑ¹µ¡``; field names and ``where`` filters in
+    Thai then match nothing. Many Thai agencies' shapefiles are like this.
+    """
+    if path.suffix.lower() not in (".shp", ".dbf") or path.with_suffix(".cpg").exists():
+        return None
+    try:
+        sample = pyogrio.read_dataframe(path, layer=layer, read_geometry=False, max_features=200)
+    except Exception:
+        return None  # the real read reports the problem
+    texts = [str(c) for c in sample.columns]
+    for col in sample.columns:
+        if sample[col].dtype == object:
+            texts += [v for v in sample[col] if isinstance(v, str)]
+    if not _looks_like_misread_thai(texts):
+        return None
+    log.warning(
+        "%s: no .cpg file and its text reads as Thai in TIS-620 (cp874): read as cp874; "
+        "add %s containing 874 to say so",
+        label,
+        path.with_suffix(".cpg").name,
+    )
+    return "cp874"
+
+
+def _keep_polygons(gdf: gpd.GeoDataFrame, label: str, what: str) -> gpd.GeoDataFrame:
+    """Keep only polygonal features (and the polygonal parts of collections)."""
+    geoms = gdf.geometry.values
+    kinds = shapely.get_type_id(geoms)
+    is_poly = np.isin(kinds, (3, 6))  # Polygon, MultiPolygon
+    is_coll = kinds == 7  # GeometryCollection (e.g. from make_valid): keep its polygon parts
+    if is_coll.any():
+        gdf = gdf.copy()
+        for i in np.flatnonzero(is_coll):
+            parts = [g for g in shapely.get_parts(geoms[i]) if g.geom_type in POLYGONAL]
+            if parts:
+                gdf.iloc[i, gdf.columns.get_loc(gdf.geometry.name)] = shapely.union_all(parts)
+                is_poly[i] = True
+    dropped = int((~is_poly).sum())
+    if dropped:
+        kinds_found = sorted({g.geom_type for g in gdf.geometry.values[~is_poly]})
+        log.warning(
+            "%s: ignored %d %s feature%s of the %s (only polygons count)",
+            label,
+            dropped,
+            "/".join(kinds_found),
+            "" if dropped == 1 else "s",
+            what,
+        )
+        gdf = gdf[is_poly]
+    if len(gdf) == 0:
+        raise InputError(f"{label}: {what} layer has no polygons (only {', '.join(kinds_found)})")
+    return gdf
+
+
+@dataclass(frozen=True)
+class VectorSummary:
+    """What a vector layer holds, after :func:`read_vector`'s checks and repairs."""
+
+    path: Path
+    layer: str
+    crs: str
+    feature_count: int
+    geometry_types: tuple[str, ...]
+    bounds: tuple[float, float, float, float]  # in the layer's own CRS
+
+    def to_dict(self) -> dict:
+        return {
+            "path": str(self.path),
+            "layer": self.layer,
+            "crs": self.crs,
+            "feature_count": self.feature_count,
+            "geometry_types": list(self.geometry_types),
+            "bounds": [round(v, 6) for v in self.bounds],
+        }
+
+
+def describe_vector(
+    path: str | Path,
+    *,
+    layer: str | None = None,
+    where: str | None = None,
+    what: str = "vector",
+    allow_empty: bool = True,
+) -> VectorSummary:
+    """Read a vector layer with every check of :func:`read_vector` and summarise it."""
+    path = Path(path)
+    gdf = read_vector(path, layer=layer, where=where, what=what, allow_empty=allow_empty)
+    name = layer if layer is not None else str(pyogrio.list_layers(path)[0, 0])
+    crs = gdf.crs
+    epsg = crs.to_epsg() if crs is not None else None
+    return VectorSummary(
+        path=path,
+        layer=name,
+        crs=f"EPSG:{epsg}" if epsg else (crs.to_string() if crs is not None else ""),
+        feature_count=len(gdf),
+        geometry_types=tuple(sorted(set(gdf.geom_type))) if len(gdf) else (),
+        bounds=tuple(float(v) for v in gdf.total_bounds) if len(gdf) else (0.0, 0.0, 0.0, 0.0),
+    )
+
+
+def check_layers(
+    vectors: Mapping[str, Any], rasters: Mapping[str, Any] | None = None
+) -> dict[str, VectorSummary | RasterInfo]:
+    """Open every layer a region names (by role), with all checks; the first problem raises.
+
+    ``vectors`` and ``rasters`` map a role to an object with ``path`` (and for vectors
+    ``layer`` and ``where``), such as :class:`ecoplan.region.VectorInput`. An empty vector layer
+    is allowed (a rule that reads it is skipped with a note); a missing or broken one is not.
+    """
+    out: dict[str, VectorSummary | RasterInfo] = {}
+    for role, v in vectors.items():
+        out[role] = describe_vector(v.path, layer=v.layer, where=v.where, what=role)
+    for role, r in (rasters or {}).items():
+        out[role] = open_raster(r.path, what=f"{role} raster")
+    return out
 
 
 _local = threading.local()

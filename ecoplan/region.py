@@ -12,7 +12,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validat
 
 from ecoplan._yaml import read_yaml, validate
 from ecoplan.errors import RulesError
-from ecoplan.rules import RASTER_ROLES, VECTOR_ROLES
+from ecoplan.rules import (
+    RASTER_ROLES,
+    VECTOR_ROLES,
+    shipped_crosswalk_names,
+    shipped_rules_names,
+)
 
 __all__ = [
     "RegionInfo",
@@ -26,6 +31,24 @@ __all__ = [
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _looks_like_path(v: str) -> bool:
+    return v.endswith((".yaml", ".yml")) or "/" in v or "\\" in v
+
+
+def _shipped_or_path(v: Any, info: ValidationInfo, *, kind: str, names: list[str]) -> Any:
+    """A shipped name stays a name; a path resolves against the YAML's folder; else refuse."""
+    if not isinstance(v, str):
+        return v
+    if _looks_like_path(v):
+        return _resolve_path(v, info)
+    if v not in names:
+        raise ValueError(
+            f"unknown {kind} {v!r}; shipped {kind} names: {', '.join(names)} "
+            "(or give a path to a .yaml file)"
+        )
+    return v
 
 
 def _resolve_path(v: Any, info: ValidationInfo) -> Any:
@@ -65,10 +88,7 @@ class LandcoverInput(_Strict):
     @field_validator("crosswalk", mode="before")
     @classmethod
     def _crosswalk_path(cls, v: Any, info: ValidationInfo) -> Any:
-        # a shipped name stays a name; anything that looks like a file resolves like a path
-        if isinstance(v, str) and (v.endswith((".yaml", ".yml")) or "/" in v):
-            return _resolve_path(v, info)
-        return v
+        return _shipped_or_path(v, info, kind="crosswalk", names=shipped_crosswalk_names())
 
 
 class RegionConfig(_Strict):
@@ -93,9 +113,7 @@ class RegionConfig(_Strict):
     @field_validator("rules", mode="before")
     @classmethod
     def _rules_path(cls, v: Any, info: ValidationInfo) -> Any:
-        if isinstance(v, str) and (v.endswith((".yaml", ".yml")) or "/" in v):
-            return _resolve_path(v, info)
-        return v
+        return _shipped_or_path(v, info, kind="rules", names=shipped_rules_names())
 
     @property
     def id(self) -> str:

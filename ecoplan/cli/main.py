@@ -7,6 +7,7 @@ Each subcommand lives in its own module and is added to the group below.
 
 from __future__ import annotations
 
+import errno
 import logging
 import sys
 
@@ -20,7 +21,50 @@ SUBCOMMAND_MODULES = (
     "ecoplan.cli.rules",
     "ecoplan.cli.kpi",
     "ecoplan.cli.classify",
+    "ecoplan.cli.doctor",
 )
+
+
+_ENVIRONMENT_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS}
+"""OS errors that are the user's to fix (disk full, no permission), not ecoplan's bugs."""
+
+
+def error_line(err: BaseException) -> str:
+    """The ``error: …`` text of an error: its first line says the essential thing.
+
+    Messages listing several problems (every bad key of a YAML file) keep their further lines,
+    indented, after the first.
+    """
+    text = str(err).strip() or type(err).__name__
+    first, *rest = text.splitlines()
+    return "\n".join([f"error: {first}", *(f"  {r.strip()}" for r in rest if r.strip())])
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Logs to whatever ``sys.stderr`` is at the time of the call (works under CliRunner)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def _setup_logging(level: int) -> None:
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+        root.addHandler(handler)
+    handler.setLevel(level)
+    root.setLevel(level)
+    logging.captureWarnings(True)
 
 
 class EcoplanGroup(click.Group):
@@ -30,7 +74,13 @@ class EcoplanGroup(click.Group):
         try:
             return super().invoke(ctx)
         except EcoplanError as err:
-            click.echo(f"error: {err}", err=True)
+            click.echo(error_line(err), err=True)
+            ctx.exit(2)
+        except OSError as err:
+            if err.errno not in _ENVIRONMENT_ERRNOS:
+                raise
+            where = f"{err.filename}: " if err.filename else ""
+            click.echo(f"error: {where}{err.strerror or err}", err=True)
             ctx.exit(2)
         except KeyboardInterrupt:
             click.echo("error: interrupted", err=True)
@@ -43,8 +93,7 @@ class EcoplanGroup(click.Group):
 def cli(verbose: int) -> None:
     """ecoplan: ecological-landscape plans (ผังภูมินิเวศ) for Thailand's regions."""
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s: %(message)s", stream=sys.stderr)
-    logging.captureWarnings(True)
+    _setup_logging(level)
 
 
 def _register_subcommands() -> None:
