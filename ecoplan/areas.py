@@ -96,19 +96,32 @@ def cell_area_m2(grid: Grid, *, chunks) -> da.Array:
     )
 
 
-def _pair_area_block(a, b, w, *, n_a: int, n_b: int) -> np.ndarray:
+AREA_STEPS = 2**20
+"""Cell areas are summed as integers in units of ``pixel_area / AREA_STEPS`` (a relative
+rounding of at most 5e-7 per cell), so that a sum does not depend on the order of the blocks,
+hence on the chunk size or the scheduler: float sums would differ in their last bits."""
+
+
+def _pair_area_block(a, b, w, *, n_a: int, n_b: int, unit_m2: float) -> np.ndarray:
     key = a.astype(np.int64) * n_b + b.astype(np.int64)
-    return np.bincount(key.ravel(), weights=w.ravel(), minlength=n_a * n_b).reshape(n_a, n_b)
+    steps = np.rint(w.ravel() / unit_m2)
+    # a block holds far fewer than 2**33 cells, so these float sums of integers are exact
+    sums = np.bincount(key.ravel(), weights=steps, minlength=n_a * n_b)
+    return sums.astype(np.int64).reshape(n_a, n_b)
 
 
 def pair_areas_m2(a: da.Array, b: da.Array, *, n_a: int, n_b: int, grid: Grid) -> np.ndarray:
     """Ground area (m²) of every ``(a, b)`` value pair over two aligned arrays on ``grid``."""
     b = b.rechunk(a.chunks)
     w = cell_area_m2(grid, chunks=a.chunks)
+    unit_m2 = grid.pixel_area_m2 / AREA_STEPS
     parts = [
-        dask.delayed(_pair_area_block)(x, y, z, n_a=n_a, n_b=n_b)
+        dask.delayed(_pair_area_block)(x, y, z, n_a=n_a, n_b=n_b, unit_m2=unit_m2)
         for x, y, z in zip(
             a.to_delayed().ravel(), b.to_delayed().ravel(), w.to_delayed().ravel(), strict=True
         )
     ]
-    return np.sum(dask.compute(*parts), axis=0)
+    total = np.zeros((n_a, n_b), np.int64)
+    for part in dask.compute(*parts):
+        total += part
+    return total * unit_m2

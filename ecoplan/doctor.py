@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import dask
 
 from ecoplan.classify import check_codes, code_histogram
 from ecoplan.errors import CrosswalkError, InputError
+from ecoplan.export import stale_temp_files
 from ecoplan.io import (
     MAX_PIXELS,
     RasterInfo,
@@ -162,40 +162,6 @@ def _collect_warnings() -> Iterator[list[str]]:
         logger.removeHandler(handler)
 
 
-def stale_temp_files(folder: str | Path, final_names: list[str]) -> list[Path]:
-    """Temporary files of killed runs in the output ``folder``.
-
-    :func:`ecoplan.export.atomic_path` names them ``.<stem>.tmp-<pid>-<thread><suffix>`` (plus
-    GDAL/SQLite side files) beside ``final_names``, and :func:`ecoplan.spill.held` spills big
-    intermediate rasters to ``.spill-<pid>-<token>.tif``; one whose process no longer exists was
-    left by a killed run (a spill file can be as large as the region's raster).
-    """
-    folder = Path(folder)
-    if not folder.is_dir():
-        return []
-    stems = {Path(n).stem for n in final_names}
-    found = []
-    for p in sorted(folder.iterdir()):
-        m = re.match(r"^\.(.+)\.tmp-(\d+)-\d+", p.name)
-        if m and m.group(1) in stems and not _alive(int(m.group(2))):
-            found.append(p)
-            continue
-        m = re.match(r"^\.spill-(\d+)-", p.name)
-        if m and not _alive(int(m.group(1))):
-            found.append(p)
-    return found
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _raster_dict(info: RasterInfo) -> dict:
     from ecoplan.grid import metres_per_pixel
 
@@ -277,7 +243,7 @@ def diagnose(
     problems: list[str] = []
     warnings_: list[str] = []
     with _collect_warnings() as logged:
-        region = prepare_region(config, chunk_size=chunk_size)
+        region = prepare_region(config, chunk_size=chunk_size, check=False)
         grid, cw, lc = region.grid, region.crosswalk, region.landcover
         if grid.height * grid.width > MAX_PIXELS:
             raise InputError(

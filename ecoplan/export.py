@@ -9,8 +9,11 @@ keeps the previous output intact.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import errno
 import os
+import re
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
@@ -34,6 +37,8 @@ from ecoplan.zones import NODATA, ZONES, colormap
 
 __all__ = [
     "atomic_path",
+    "staged_outputs",
+    "stale_temp_files",
     "write_geopackage",
     "write_zone_raster",
     "write_text",
@@ -72,14 +77,88 @@ def check_output_dir(path: str | Path) -> Path:
     return path
 
 
+_staged: contextvars.ContextVar[list[tuple[Path, Path]] | None] = contextvars.ContextVar(
+    "ecoplan_staged_outputs", default=None
+)
+
+
+@contextlib.contextmanager
+def staged_outputs() -> Iterator[None]:
+    """Commit every file written inside the block together, at its end.
+
+    Inside the block :func:`atomic_path` keeps each finished file under its temporary name; when
+    the block succeeds they are all renamed to their final names, one after the other; when it
+    fails they are all removed, so a run that fails half-way leaves every previous output as it
+    was (not a new GeoTIFF beside an old GeoPackage).
+    """
+    pending: list[tuple[Path, Path]] = []
+    token = _staged.set(pending)
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in pending:
+            _remove(tmp)
+        raise
+    finally:
+        _staged.reset(token)
+    for tmp, final in pending:
+        os.replace(tmp, final)
+
+
+def temp_name(final: Path) -> Path:
+    """The hidden temporary name of an output while it is written (see :func:`stale_temp_files`)."""
+    return final.with_name(f".{final.stem}.tmp-{os.getpid()}-{threading.get_ident()}{final.suffix}")
+
+
+def stale_temp_files(folder: str | Path, final_names: list[str]) -> list[Path]:
+    """Temporary files of killed runs in the output ``folder``.
+
+    :func:`atomic_path` names them ``.<stem>.tmp-<pid>-<thread><suffix>`` (plus GDAL/SQLite side
+    files) beside ``final_names``, and :func:`ecoplan.spill.held` spills big intermediate
+    rasters to ``.spill-<pid>-<token>.tif``; one whose process no longer exists was left by a
+    killed run (a spill file can be as large as the region's raster).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    stems = {Path(n).stem for n in final_names}
+    found = []
+    for p in sorted(folder.iterdir()):
+        m = re.match(r"^\.(.+)\.tmp-(\d+)-\d+", p.name)
+        if m and m.group(1) in stems and not _alive(int(m.group(2))):
+            found.append(p)
+            continue
+        m = re.match(r"^\.spill-(\d+)-", p.name)
+        if m and not _alive(int(m.group(1))):
+            found.append(p)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
 @contextlib.contextmanager
 def atomic_path(final: str | Path) -> Iterator[Path]:
-    """Yield a temporary path beside ``final``; rename it to ``final`` when the block succeeds."""
+    """Yield a temporary path beside ``final``; rename it to ``final`` when the block succeeds.
+
+    Inside :func:`staged_outputs` the rename waits for the end of that block.
+    """
     final = Path(final)
-    tmp = final.with_name(f".{final.stem}.tmp-{os.getpid()}-{threading.get_ident()}{final.suffix}")
+    tmp = temp_name(final)
     try:
         yield tmp
-        os.replace(tmp, final)
+        pending = _staged.get()
+        if pending is None:
+            os.replace(tmp, final)
+        else:
+            pending.append((tmp, final))
     except OSError as err:
         _remove(tmp)
         if err.errno == errno.ENOSPC:
@@ -102,6 +181,29 @@ def _remove(path: Path) -> None:
     ):
         with contextlib.suppress(FileNotFoundError):
             p.unlink()
+
+
+_PYOGRIO_ERRORS = (
+    pyogrio.errors.DataSourceError,
+    pyogrio.errors.DataLayerError,
+    pyogrio.errors.FeatureError,
+    pyogrio.errors.FieldError,
+    pyogrio.errors.GeometryError,
+    pyogrio.errors.CRSError,
+)
+
+
+def _write_error(path: Path, layer: str, err: Exception) -> OSError:
+    """An OSError for a failed GDAL write; ENOSPC when the disk is (nearly) full."""
+    text = str(err)
+    try:
+        free = shutil.disk_usage(path.parent).free
+    except OSError:
+        free = None
+    full = (
+        "No space left" in text or "disk is full" in text or (free is not None and free < 1 << 20)
+    )
+    return OSError(errno.ENOSPC if full else errno.EIO, f"layer {layer}: {text}")
 
 
 def write_geopackage(
@@ -131,8 +233,8 @@ def write_geopackage(
             kwargs["layer_options"] = {"IDENTIFIER": name}
             try:
                 pyogrio.write_dataframe(df, tmp, **kwargs)
-            except pyogrio.errors.DataSourceError as err:
-                raise OSError(errno.EIO, f"layer {name}: {err}") from err
+            except _PYOGRIO_ERRORS as err:
+                raise _write_error(tmp, name, err) from err
         if styles:
             unknown = sorted(set(styles) - set(layers))
             if unknown:
@@ -147,8 +249,8 @@ def write_geopackage(
                     append=True,
                     layer_options={"FID": "id", "IDENTIFIER": "layer_styles"},
                 )
-            except pyogrio.errors.DataSourceError as err:
-                raise OSError(errno.EIO, f"layer layer_styles: {err}") from err
+            except _PYOGRIO_ERRORS as err:
+                raise _write_error(tmp, "layer_styles", err) from err
     return path
 
 

@@ -30,10 +30,18 @@ from ecoplan.areas import pair_areas_m2
 from ecoplan.buffers import BufferResult, vector_buffer, zone_rings
 from ecoplan.classify import check_codes, classify, code_histogram, lookup_table
 from ecoplan.errors import InputError
-from ecoplan.export import check_output_dir, write_geopackage, write_zone_raster
+from ecoplan.export import (
+    check_output_dir,
+    staged_outputs,
+    stale_temp_files,
+    write_geopackage,
+    write_zone_raster,
+)
 from ecoplan.grid import Grid, metres_per_pixel, utm_crs_for
 from ecoplan.io import (
+    MAX_PIXELS,
     RasterInfo,
+    check_layers,
     codes_on_grid,
     open_raster,
     rasterize_on_grid,
@@ -60,6 +68,19 @@ STEPS = ("inputs", "classify", "buffers", "proportions", "polygons", "write")
 
 Scheduler = Literal["threads", "synchronous", "processes"] | str
 LOCAL_SCHEDULERS = ("threads", "synchronous", "processes")
+
+
+OUTPUT_ENDINGS = (
+    ".gpkg",
+    "_zones.tif",
+    "_zones.tif.aux.xml",
+    "_zones.qml",
+    "_proposed.tif",
+    "_proposed.tif.aux.xml",
+    "_proposed.qml",
+    "_report.html",
+)
+"""What a run writes into ``out_dir`` for a region id (DESIGN.md section 4)."""
 
 
 def check_scheduler(scheduler: str) -> None:
@@ -188,8 +209,14 @@ def prepare_region(
     config: RegionConfig | str | Path,
     *,
     chunk_size: int = 1024,
+    check: bool = True,
 ) -> Region:
-    """Open and check every input of a region and set up its lazy rasters on the working grid."""
+    """Open and check every input of a region and set up its lazy rasters on the working grid.
+
+    ``check=False`` leaves out the checks that :func:`ecoplan.doctor.diagnose` makes and
+    reports itself (every layer opens, every unit has an id, the grid is not too large), so
+    that it can list every problem at once.
+    """
     if not isinstance(config, RegionConfig):
         config = load_region(config)
     rules = load_rules(config.rules)
@@ -205,7 +232,15 @@ def prepare_region(
             raise InputError(
                 f"{b.path}: no field {b.unit_field!r} (unit_field); fields are: {fields}"
             )
-        ids = boundary[b.unit_field].astype(str)
+        raw_ids = boundary[b.unit_field]
+        blank = raw_ids.isna() | (raw_ids.astype(str).str.strip() == "")
+        if blank.any() and check:
+            raise InputError(
+                f"{b.path}: {int(blank.sum())} boundary feature(s) have no value in the "
+                f"unit_field {b.unit_field!r}; give every feature a unit id, or leave "
+                "unit_field out to report the region as one unit"
+            )
+        ids = raw_ids.astype(str)
         boundary = gpd.GeoDataFrame(
             {"unit_id": ids, "geometry": boundary.geometry}, crs=crs
         ).dissolve(by="unit_id", as_index=False, sort=True)
@@ -228,6 +263,19 @@ def prepare_region(
         y = (landcover.bounds[1] + landcover.bounds[3]) / 2
         pixel = round(metres_per_pixel(landcover.crs, landcover.res, at=(x, y)), 3)
     grid = Grid.covering(tuple(bb), crs=crs, pixel_size_m=pixel)
+    if grid.height * grid.width > MAX_PIXELS and check:
+        where = (
+            f"{config.source_file}: pixel_size_m"
+            if config.pixel_size_m
+            else (f"{landcover.path}: its resolution")
+        )
+        raise InputError(
+            f"{where} ({pixel:g} m) gives a working grid of {grid.height:,} x {grid.width:,} "
+            f"cells, more than ecoplan computes ({MAX_PIXELS:,}); choose a larger pixel_size_m"
+        )
+    # every layer the region names must open, even one no rule reads today
+    if check:
+        check_layers(config.vector_layers(), config.raster_layers())
     chunks = (int(chunk_size), int(chunk_size))
     units = rasterize_on_grid(
         list(boundary.geometry), np.arange(1, len(boundary) + 1), grid, chunks=chunks
@@ -331,6 +379,9 @@ def _run_region(
     region = prepare_region(config, chunk_size=chunk_size)
     cfg = region.config
     out_dir = check_output_dir(out_dir)
+    for stale in stale_temp_files(out_dir, [f"{cfg.id}{end}" for end in OUTPUT_ENDINGS]):
+        log.info("removing %s, left by a run that was killed", stale)
+        stale.unlink(missing_ok=True)
     gpkg_path = out_dir / f"{cfg.id}.gpkg"
     tif_path = out_dir / f"{cfg.id}_zones.tif"
     report_path = out_dir / f"{cfg.id}_report.html"
@@ -348,7 +399,7 @@ def _run_region(
         warnings.simplefilter("ignore", RuntimeWarning)
         progress("classify")
         hist = code_histogram(region.codes, region.units)
-        if not hist:
+        if not {c for c in hist if c not in set(region.crosswalk.nodata)}:
             raise InputError(
                 f"{region.landcover.path}: no land-cover data inside the boundary "
                 f"{cfg.boundary.path} (all pixels are nodata)"
@@ -504,49 +555,51 @@ def _run_region(
         "RULES_SHA256": region.rules.digest(),
         "CROSSWALK": region.crosswalk.name,
     }
-    write_zone_raster(tif_path, zones, grid, tags=tags)
-    proposed = da.from_array(plan.proposed, chunks=region.chunks)  # issue 4
-    write_zone_raster(proposed_path, proposed, grid, tags={**tags, "PHASE": "proposed"})
-    gpkg_layers = {
-        "zones": zone_layer,
-        "buffer_zones": buffer_layer,
-        "conflicts": conflict_layer,
-        "proportions": table,
-        **plans.layers,
-        # issue 4: constraints and the proposed plan
-        "constraint_zones": plan.constraint_layer,
-        "proposed_zones": plan.zone_layer,
-        "zone_changes": plan.changes,
-        "suitability_weights": plan.weights,
-        "run_metadata": metadata,
-    }
-    styles = vector_styles(
-        gpkg_layers, plan_rules=region.rules.plans, buffer_rules=region.rules.buffers
-    )
-    write_geopackage(gpkg_path, gpkg_layers, styles=styles, update_time=finished)
-    # --- report (issue 5, ecoplan.report); allocation / ML steps add their fields here ---
-    report = ReportData(
-        region_id=cfg.id,
-        name_en=cfg.region.name_en,
-        name_th=cfg.region.name_th,
-        grid=grid,
-        zones=zones,
-        proportions=table,
-        buffers=pd.DataFrame(buffer_layer.drop(columns="geometry")),
-        conflicts=pd.DataFrame(conflict_layer.drop(columns="geometry")),
-        metadata=metadata,
-        boundary=region.boundary,
-        plan_areas=plans.areas(),
-        warnings=notes,
-        proposed=plan.proposed,  # issue 4: the proposed plan, its proportions and changes
-        proportions_after=table.assign(
-            area_ha=table["area_ha_after"],
-            share=table["share_after"],
-            status=table["status_after"],
-        ),
-        zone_changes=plan.changes,
-    )
-    write_report(report_path, report)
+    # all outputs are committed together at the end: a failure leaves the previous ones
+    with staged_outputs():
+        write_zone_raster(tif_path, zones, grid, tags=tags)
+        proposed = da.from_array(plan.proposed, chunks=region.chunks)  # issue 4
+        write_zone_raster(proposed_path, proposed, grid, tags={**tags, "PHASE": "proposed"})
+        gpkg_layers = {
+            "zones": zone_layer,
+            "buffer_zones": buffer_layer,
+            "conflicts": conflict_layer,
+            "proportions": table,
+            **plans.layers,
+            # issue 4: constraints and the proposed plan
+            "constraint_zones": plan.constraint_layer,
+            "proposed_zones": plan.zone_layer,
+            "zone_changes": plan.changes,
+            "suitability_weights": plan.weights,
+            "run_metadata": metadata,
+        }
+        styles = vector_styles(
+            gpkg_layers, plan_rules=region.rules.plans, buffer_rules=region.rules.buffers
+        )
+        write_geopackage(gpkg_path, gpkg_layers, styles=styles, update_time=finished)
+        # --- report (issue 5, ecoplan.report); allocation / ML steps add their fields here ---
+        report = ReportData(
+            region_id=cfg.id,
+            name_en=cfg.region.name_en,
+            name_th=cfg.region.name_th,
+            grid=grid,
+            zones=zones,
+            proportions=table,
+            buffers=pd.DataFrame(buffer_layer.drop(columns="geometry")),
+            conflicts=pd.DataFrame(conflict_layer.drop(columns="geometry")),
+            metadata=metadata,
+            boundary=region.boundary,
+            plan_areas=plans.areas(),
+            warnings=notes,
+            proposed=plan.proposed,  # issue 4: the proposed plan, its proportions and changes
+            proportions_after=table.assign(
+                area_ha=table["area_ha_after"],
+                share=table["share_after"],
+                status=table["status_after"],
+            ),
+            zone_changes=plan.changes,
+        )
+        write_report(report_path, report)
     # --- end report ---
     return RunResult(
         region_id=cfg.id,

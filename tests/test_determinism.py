@@ -4,7 +4,7 @@ dask scheduler (threads, processes, synchronous).
 The region is the synthetic one at 338 x 338 pixels, so that its working grid (320 x 320)
 spans several blocks at chunk sizes 64 (5 x 5) and 256 (2 x 2) and one at 1024. (Its last
 block at 256 is 64 wide, wider than the 51-pixel halo of the 1000 m forest-edge buffer; for a
-narrower last block see the xfail test at the end.) Rasters must be
+narrower last block see the test at the end.) Rasters must be
 byte-identical files; GeoPackage layers must have identical attributes and geometries (WKB),
 in the same order; ``run_metadata`` is compared without its ``started_at``/``finished_at``.
 """
@@ -110,15 +110,6 @@ def test_process_scheduler_gives_the_same_outputs(
     assert_same_outputs(baseline, tmp_path)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=ValueError,
-    reason="buffers.zone_rings: map_overlap rechunks when the halo (51 px for 1000 m at 20 m) is "
-    "wider than the last block (26 px of a 282-px grid at chunk 256), so the rings' blocks no "
-    "longer match the zones' and proportions.pair_counts zips misaligned blocks (ValueError: "
-    "operands could not be broadcast). Fix: end zone_rings with `.rechunk(zones.chunks)` (and/or "
-    "`b = b.rechunk(a.chunks)` in pair_counts).",
-)
 def test_last_block_narrower_than_the_buffer_halo(tmp_path):
     region = SynthRegion(tmp_path / "region", size=300).build()
     run_region(region, tmp_path / "a", chunk_size=1024)
