@@ -6,7 +6,14 @@ import dask.array as da
 import numpy as np
 import pytest
 
-from ecoplan.classify import apply_lookup, check_codes, classify, code_histogram, lookup_table
+from ecoplan.classify import (
+    BUILT_UP,
+    apply_lookup,
+    check_codes,
+    classify,
+    code_histogram,
+    lookup_table,
+)
 from ecoplan.errors import CrosswalkError
 from ecoplan.rules import Crosswalk, load_crosswalk
 
@@ -15,8 +22,10 @@ def test_worldcover_codes_map_to_the_zones_of_the_design():
     codes = np.array([[10, 20, 30, 40], [50, 60, 80, 90], [95, 100, 0, -1]], dtype=np.int32)
     lut = lookup_table(load_crosswalk("worldcover"), max_code=100)
     zones = apply_lookup(codes, lut)
-    # forest 1, agriculture 2, urban 4, water 6, other 7; nodata code 0 and no data (-1) give 0
-    expected = np.array([[1, 1, 7, 2], [4, 7, 6, 6], [1, 7, 0, 0]], dtype=np.uint8)
+    # forest 1, agriculture 2, water 6, other 7; built-up waits for the urban/rural split
+    # (BUILT_UP); nodata code 0 and no data (-1) give 0
+    b = BUILT_UP
+    expected = np.array([[1, 1, 7, 2], [b, 7, 6, 6], [1, 7, 0, 0]], dtype=np.uint8)
     np.testing.assert_array_equal(zones, expected)
 
 
@@ -25,7 +34,7 @@ def test_modis_igbp_maps_every_code_and_its_fill_value():
     lut = lookup_table(cw, max_code=255)
     codes = np.arange(0, 17, dtype=np.int32)
     zones = apply_lookup(codes, lut)
-    assert zones.tolist() == [6, 1, 1, 1, 1, 1, 1, 7, 1, 1, 7, 6, 2, 4, 2, 7, 7]
+    assert zones.tolist() == [6, 1, 1, 1, 1, 1, 1, 7, 1, 1, 7, 6, 2, BUILT_UP, 2, 7, 7]
     assert apply_lookup(np.array([255], np.int32), lut).tolist() == [0]
 
 
