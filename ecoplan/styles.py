@@ -56,6 +56,7 @@ PLAN_COLORS: dict[str, str] = {
 """Base colour of each plan layer (the colour of its main zone; heritage brown)."""
 
 CONFLICT_COLOR = "#e31a1c"
+CONSTRAINT_COLOR = "#525252"
 OUTLINE = "#4d4d4d"
 
 
@@ -483,6 +484,22 @@ def conflicts_style() -> LayerStyle:
     )
 
 
+def constraints_style() -> LayerStyle:
+    """Dark grey hatching: exclusion areas (protected areas, flood-prone land, steep slopes)."""
+    aliases = {
+        "rule_id": "constraint · ข้อจำกัด",
+        "rule_name": "constraint name",
+        "rule_name_th": "ชื่อข้อจำกัด",
+        "forbids": "zones not allowed · เขตที่ห้าม",
+        **_COMMON_ALIASES,
+    }
+    return LayerStyle(
+        _single_hatch_qml(CONSTRAINT_COLOR, aliases),
+        _sld("constraint_zones", [], hatch=CONSTRAINT_COLOR),
+        "ecoplan: constraint zones (exclusion layers), grey hatching",
+    )
+
+
 def vector_styles(
     layers: Mapping[str, pd.DataFrame],
     *,
@@ -498,7 +515,7 @@ def vector_styles(
     for name, df in layers.items():
         if not hasattr(df, "geometry"):
             continue
-        if name == "zones":
+        if name in ("zones", "proposed_zones"):
             out[name] = zones_style(df["zone"].astype(int).unique() if len(df) else ())
         elif name in plan_layers:
             present = (
@@ -512,6 +529,8 @@ def vector_styles(
             out[name] = buffers_style(list(present), rules=buffer_rules)
         elif name == "conflicts":
             out[name] = conflicts_style()
+        elif name == "constraint_zones":
+            out[name] = constraints_style()
     return out
 
 

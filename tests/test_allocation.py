@@ -323,6 +323,8 @@ def test_a_run_writes_the_proposed_plan_changes_constraints_and_before_after(tmp
             }
         ],
         "targets": [{"zone": "forest", "min_share": 0.5}],
+        "urban_rural": {"method": "all_urban"},  # the 4 built-up cells stay urban
+        "vector_zones": [],  # the protected area stays agriculture: a constraint conflict
         "constraints": [
             {
                 "id": "pa",

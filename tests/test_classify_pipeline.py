@@ -99,13 +99,15 @@ def test_modis_sample_zone_areas_per_province_match_an_independent_count(north_r
     for k, unit_id in enumerate(unit_ids, start=1):
         for zone in range(1, 8):
             n = int(((units == k) & (expected == zone)).sum())
-            assert got.loc[unit_id, zone] == pytest.approx(n * 25.0), (unit_id, zone)
+            # 25 ha cells on the UTM map; ground areas differ by the scale factor (< 0.15 %)
+            assert got.loc[unit_id, zone] == pytest.approx(n * 25.0, rel=1.5e-3), (unit_id, zone)
     # shares at region level, over the default denominator (land without water)
     region = table[table.level == "region"].set_index("zone")
     land = np.isin(expected, (1, 2, 3, 4, 5, 7)) & (units > 0)
     for zone in (1, 2, 4, 7):
         share = ((expected == zone) & (units > 0)).sum() / land.sum()
-        assert region.loc[zone, "share"] == pytest.approx(share)
+        # cells weigh their ground area, which varies by < 0.1 % across the region
+        assert region.loc[zone, "share"] == pytest.approx(share, rel=1e-3)
 
 
 def test_modis_zone_raster_equals_the_independent_classification(north_run):
@@ -187,8 +189,8 @@ def test_small_region_refined_the_same_for_any_chunk_size(tmp_path, chunk_size):
     assert z[30, 30] == 2  # the lone tree pixel is below the 0.05 ha unit: cropland
     table = result.proportions
     region = table[table.level == "region"].set_index("zone_en")
-    assert region.loc["urban", "area_ha"] == pytest.approx(4.0)
-    assert region.loc["industrial", "area_ha"] == pytest.approx(44 * 8 * 0.01)
+    assert region.loc["urban", "area_ha"] == pytest.approx(4.0, rel=1e-3)  # ground area
+    assert region.loc["industrial", "area_ha"] == pytest.approx(44 * 8 * 0.01, rel=1e-3)
 
 
 def test_hamlet_outside_the_estate_is_rural(tmp_path):

@@ -27,6 +27,8 @@ ONE_RULE = {
         }
     ],
     "targets": [{"zone": "forest", "min_share": 0.5}],
+    # built-up cells all count as urban here (the urban/rural split has tests of its own)
+    "urban_rural": {"method": "all_urban"},
 }
 
 
