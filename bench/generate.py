@@ -342,7 +342,7 @@ def write_landcover(scene: Scene, path: str | Path, *, block: int = 1024, worker
 
 
 def write_boundary(scene: Scene, path: str | Path) -> Path:
-    """Four unit polygons (field ``unit_id``) covering most of the raster, with wavy edges."""
+    """Four unit polygons (``unit_id``, ``unit_num``) covering most of the raster, wavy edges."""
     import geopandas as gpd
     import shapely
 
@@ -378,6 +378,7 @@ def write_boundary(scene: Scene, path: str | Path) -> Path:
     units = gpd.GeoDataFrame(
         {
             "unit_id": [f"U{k}" for k in range(1, 5)],
+            "unit_num": [1, 2, 3, 4],  # for gdal_rasterize -a
             "name": ["north-west", "north-east", "south-west", "south-east"],
             "geometry": [outline.intersection(q) for q in quads],
         },
