@@ -132,6 +132,7 @@ def gdal_steps(region_dir: Path, work: Path) -> list[tuple[str, list[list[str] |
     forest_band = f"(B>0)*(B<={FOREST_BUFFER_M})*(A!=1)*(A!=0)"
     water_band = f"(C>0)*(C<={WATER_BUFFER_M})*(A!=6)*(A!=0)"
     restricted = "((A==4)+(A==5))"
+    bands = f"1*{forest_band}+2*{water_band}"  # 1 forest band, 2 water band, 3 both
     return [
         (
             "units",
@@ -195,11 +196,11 @@ def gdal_steps(region_dir: Path, work: Path) -> list[tuple[str, list[list[str] |
                 + ["-nodata", "-1", *TILED_CO],
                 calc
                 + ["-A", "zones.tif", "-B", "forest_dist.tif", "-C", "water_dist.tif"]
-                + ["--calc", f"1*{forest_band}+2*{water_band}", "--type", "Byte"]
+                + ["--calc", bands, "--type", "Byte"]
                 + ["--NoDataValue", "0", "--outfile", "buffers.tif"],
                 calc
                 + ["-A", "zones.tif", "-B", "forest_dist.tif", "-C", "water_dist.tif"]
-                + ["--calc", f"{restricted}*(16*(1*{forest_band}+2*{water_band})+A)"]
+                + ["--calc", f"{restricted}*(({bands})>0)*(16*({bands})+A)"]
                 + ["--type", "Byte", "--NoDataValue", "0", "--outfile", "conflicts.tif"],
             ],
         ),
