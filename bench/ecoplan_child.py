@@ -37,9 +37,13 @@ def main(argv: list[str] | None = None) -> int:
     from ecoplan.pipeline import run_region
 
     marks: list[tuple[str, float]] = [("import", t_import)]
+    marks_file = args.result_json.with_suffix(".marks")
+    marks_file.write_text(json.dumps(marks[0]) + "\n", encoding="utf-8")
 
     def progress(step: str, /) -> None:
         marks.append((step, time.time()))
+        with marks_file.open("a", encoding="utf-8") as f:  # survives a killed run
+            f.write(json.dumps(marks[-1]) + "\n")
 
     kwargs = {
         "chunk_size": args.chunk_size,

@@ -133,8 +133,9 @@ def run_ecoplan(
     profile: Path | None = None,
 ) -> dict:
     result_json = out_dir / "child.json"
-    if result_json.exists():
-        result_json.unlink()
+    for f in (result_json, result_json.with_suffix(".marks")):
+        if f.exists():
+            f.unlink()
     argv = [
         sys.executable,
         str(BENCH / "ecoplan_child.py"),
@@ -173,11 +174,27 @@ def run_ecoplan(
     }
     if mon.killed:
         res["killed"] = mon.killed
+    # RSS timeline, one sample per second at most, in (seconds from start, MB)
+    step = max(1, int(1 / mon.interval))
+    res["rss_timeline"] = [(round(t - mon.t0, 1), round(r / 2**20)) for t, r in mon.samples[::step]]
+    marks_file = result_json.with_suffix(".marks")
     if rc != 0:
         res["error"] = stderr[-3000:]
+        if marks_file.exists():  # the steps reached before the run stopped
+            marks = [json.loads(line) for line in marks_file.read_text().splitlines()]
+            marks.append(("stopped", time.time()))
+            res["stages"] = _stages(marks, mon)
         return res
     child = json.loads(result_json.read_text())
-    marks = child.pop("marks")
+    child.pop("marks")
+    marks = [json.loads(line) for line in marks_file.read_text().splitlines()]
+    marks.append(("end", time.time()))
+    res["stages"] = _stages(marks, mon)
+    res.update(child)
+    return res
+
+
+def _stages(marks: list, mon: Monitor) -> list[dict]:
     stages = []
     for (name, start), (_, end) in zip(marks, marks[1:], strict=False):
         stages.append(
@@ -187,9 +204,7 @@ def run_ecoplan(
                 "max_rss_mb": mon.peak_between(start, end),
             }
         )
-    res["stages"] = stages
-    res.update(child)
-    return res
+    return stages
 
 
 def top_functions(pstats_path: Path, n: int = 25) -> list[dict]:
@@ -224,6 +239,8 @@ def print_report(report: dict) -> None:
             continue
         if "error" in r or "killed" in r:
             print(f"{key}: FAILED {r.get('killed', '')} {r.get('error', '')[-500:]}")
+            for s in r.get("stages", []):
+                print(_fmt_row(s["name"], s["seconds"], None, s["max_rss_mb"], None))
             if "seconds" in r:
                 print(
                     _fmt_row(
