@@ -26,8 +26,8 @@ Usage: python bench/gdal_pipeline.py bench/data/2k [--work DIR]
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -64,20 +64,35 @@ class StageResult:
 def run_command(argv: list[str], *, cwd: Path) -> tuple[float, float, float]:
     """Run one command; return (wall seconds, peak RSS in MB, CPU seconds user + system).
 
-    Peak RSS and CPU time come from wait4's rusage of the command's process (GDAL's tools
-    do not start processes of their own).
+    Peak RSS is polled every 20 ms (wait4's ru_maxrss would count the parent's pages at fork
+    time); CPU time is the change in RUSAGE_CHILDREN (commands run one at a time).
     """
+    import resource
+    import tempfile
+
+    import psutil
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - t0
-    out = proc.stdout.read().decode(errors="replace")
-    err = proc.stderr.read().decode(errors="replace")
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=out, stderr=err)
+        peak = 0
+        ps = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                peak = max(peak, ps.memory_info().rss)
+            time.sleep(0.02)
+        seconds = time.perf_counter() - t0
+        out.seek(0)
+        err.seek(0)
+        stdout = out.read().decode(errors="replace")
+        stderr = err.read().decode(errors="replace")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{err}{out}")
-    run_command.last_stdout = out
-    return seconds, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime
+        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{stderr}{stdout}")
+    run_command.last_stdout = stdout
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return seconds, peak / 2**20, cpu
 
 
 def _density_vrt(path: Path, *, source: str, width: int, height: int, n: int) -> None:
