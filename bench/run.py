@@ -34,8 +34,8 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from gdal_pipeline import run_gdal_pipeline  # noqa: E402
-from generate import generate, parse_size  # noqa: E402
+from gdal_pipeline import run_command, run_gdal_pipeline  # noqa: E402
+from generate import parse_size  # noqa: E402
 
 THAILAND_PX = 5.13e9  # 513,000 km2 at 10 m
 
@@ -307,14 +307,18 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     if args.regenerate or not (data / "region.yaml").exists():
-        t0 = time.perf_counter()
+        # in a child process: its own peak RSS, and this process stays small (a forked child's
+        # ru_maxrss would include this process's pages)
         load0 = os.getloadavg()[0]
-        info = generate(data, size, label=label, seed=args.seed)
+        argv = [sys.executable, str(BENCH / "generate.py"), label, "--seed", str(args.seed)]
+        argv += ["--out", str(data.parent)]
+        seconds, rss, cpu = run_command(argv, cwd=ROOT)
         report["generate"] = {
-            "seconds": time.perf_counter() - t0,
-            "max_rss_mb": psutil.Process().memory_info().rss / 2**20,
+            "seconds": seconds,
+            "cpu_seconds": cpu,
+            "max_rss_mb": rss,
             "load_before": load0,
-            **info,
+            "output": run_command.last_stdout.strip(),
         }
 
     if not args.skip_gdal:
