@@ -107,6 +107,8 @@ def _polygonal(geom) -> shapely.Geometry | None:
     """The polygon parts of a geometry as one (multi)polygon, or None when it has no area."""
     if geom is None or geom.is_empty:
         return None
+    if geom.geom_type in ("Polygon", "MultiPolygon") and geom.is_valid:
+        return geom if geom.area > 0 else None  # already clean: no costly union
     parts = list(shapely.get_parts(shapely.make_valid(geom)))
     polys = []
     while parts:
@@ -270,7 +272,8 @@ def _features(pieces, plan, inputs: PlanInputs) -> gpd.GeoDataFrame:
         order.setdefault(rule.subcategory, len(order))
     rows = []
     for (u, sub), items in sorted(groups.items(), key=lambda kv: (kv[0][0], order[kv[0][1]])):
-        geom = _polygonal(shapely.union_all([g for _, g in items]))
+        geoms = [g for _, g in items]
+        geom = geoms[0] if len(geoms) == 1 else _polygonal(shapely.union_all(geoms))
         if geom is None:
             continue
         if geom.geom_type == "Polygon":
