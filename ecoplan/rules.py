@@ -70,20 +70,22 @@ def _check_zone_names(names: list[str]) -> list[str]:
     return names
 
 
+def _optional_zones(v: list[str] | None) -> list[str] | None:
+    """A list of zone names that may be left out (None) but not given empty."""
+    if v is None:
+        return v
+    if not v:
+        raise ValueError("must list at least one zone")
+    return _check_zone_names(v)
+
+
 class BufferSource(_Strict):
     """Where a buffer is measured from: a vector role, or cells of some zones."""
 
     layer: Literal[VECTOR_ROLES] | None = None  # type: ignore[valid-type]
     zones: list[str] | None = None
 
-    @field_validator("zones")
-    @classmethod
-    def _zones_known(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        if not v:
-            raise ValueError("must list at least one zone")
-        return _check_zone_names(v)
+    _zones_known = field_validator("zones")(classmethod(lambda cls, v: _optional_zones(v)))
 
     @model_validator(mode="after")
     def _one_kind(self) -> BufferSource:
@@ -402,14 +404,7 @@ class PlanSource(_Strict):
     layer: Literal[VECTOR_ROLES] | None = None  # type: ignore[valid-type]
     buffers: list[Id] | None = None
 
-    @field_validator("zones")
-    @classmethod
-    def _zones_known(cls, v: list[str] | None) -> list[str] | None:
-        if v is None:
-            return v
-        if not v:
-            raise ValueError("must list at least one zone")
-        return _check_zone_names(v)
+    _zones_known = field_validator("zones")(classmethod(lambda cls, v: _optional_zones(v)))
 
     @field_validator("buffers")
     @classmethod
