@@ -50,7 +50,7 @@ from ecoplan.io import (
 )
 from ecoplan.plans import plans_for_region
 from ecoplan.polygons import vectorize
-from ecoplan.progress import Progress, silent
+from ecoplan.progress import STEPS, Progress, silent
 from ecoplan.proportions import N_CODES, proportions_table, zone_counts
 from ecoplan.refine import refine_zones
 from ecoplan.region import RegionConfig, load_region
@@ -64,7 +64,6 @@ __all__ = ["RunResult", "Region", "prepare_region", "run_region", "sample_region
 
 log = logging.getLogger(__name__)
 
-STEPS = ("inputs", "classify", "buffers", "proportions", "polygons", "write")
 
 Scheduler = Literal["threads", "synchronous", "processes"] | str
 LOCAL_SCHEDULERS = ("threads", "synchronous", "processes")

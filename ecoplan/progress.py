@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol
 
-__all__ = ["Progress", "silent", "tqdm_progress"]
+__all__ = ["STEPS", "Progress", "silent", "tqdm_progress"]
+
+STEPS = ("inputs", "classify", "buffers", "proportions", "polygons", "write")
+"""The steps of a run, in order, as reported to a progress callback."""
 
 
 class Progress(Protocol):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 import click
 
-from ecoplan.doctor import diagnose
 from ecoplan.errors import InputError
 
 
@@ -34,6 +33,8 @@ def doctor(region_yaml: Path, out_dir: Path | None, chunk_size: int, as_json: bo
     found inside the boundary with their zones, the units, every layer with its feature count
     and CRS, and the rules. Exit code 2 when something must be fixed before `ecoplan run`.
     """
+    from ecoplan.doctor import diagnose  # imports the pipeline: only when the command runs
+
     report = diagnose(region_yaml, out_dir=out_dir, chunk_size=chunk_size)
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False, indent=2, default=str))

@@ -15,12 +15,38 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from ecoplan.errors import EcoplanError, InputError, RulesError
-from ecoplan.pipeline import STEPS, RunResult, check_scheduler, run_region, sample_region_path
-from ecoplan.progress import silent, tqdm_progress
+from ecoplan.progress import STEPS, silent, tqdm_progress
+
+if TYPE_CHECKING:
+    from ecoplan.pipeline import RunResult
+
+# The pipeline (dask, scipy, geopandas, …) is imported when a region runs, not when the CLI
+# starts, so that `ecoplan --help`, `kpi` and `register` answer at once.
+
+
+def run_region(*args, **kwargs):
+    """:func:`ecoplan.pipeline.run_region`, imported on first use."""
+    from ecoplan.pipeline import run_region as _run_region
+
+    return _run_region(*args, **kwargs)
+
+
+def check_scheduler(scheduler: str) -> None:
+    from ecoplan.pipeline import check_scheduler as _check
+
+    _check(scheduler)
+
+
+def sample_region_path(name: str) -> Path:
+    from ecoplan.pipeline import sample_region_path as _sample
+
+    return _sample(name)
+
 
 log = logging.getLogger(__name__)
 
