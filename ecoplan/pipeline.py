@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -130,7 +130,6 @@ class Region:
     units: da.Array  # int32 unit index (1..n), 0 outside the region
     codes: da.Array  # int32 land-cover class codes, -1 where no data
     chunks: tuple[int, int]
-    warnings: list[str] = field(default_factory=list)
 
     @property
     def unit_ids(self) -> list[str]:
@@ -391,7 +390,7 @@ def _run_region(
                 raise InputError(
                     f"{p}: output exists; use --overwrite (overwrite=True) to replace it"
                 )
-    notes = list(region.warnings)
+    notes: list[str] = []
     grid = region.grid
 
     with warnings.catch_warnings():
@@ -417,7 +416,6 @@ def _run_region(
         notes += buffer_notes
         n_units = len(region.boundary)
         counts = zone_counts(zones, region.units, n_units=n_units)
-        ring_counts: list[np.ndarray] = []
 
         progress("proportions")
         # --- issue 4: constraints, suitability and the proposed plan (ecoplan.allocation) ---
@@ -461,7 +459,6 @@ def _run_region(
                 pair_areas_m2(rings, zones, n_a=len(rule.rings) + 1, n_b=N_CODES, grid=grid)
                 / grid.pixel_area_m2
             )
-            ring_counts.append(rc)
             restricted = [zone_code(z) for z in rule.restricted_zones]
             if b.polygons is not None:
                 ring_geoms = dict(zip(b.polygons["ring"], b.polygons.geometry, strict=True))

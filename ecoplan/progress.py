@@ -23,7 +23,8 @@ def tqdm_progress(steps: int, *, desc: str) -> tuple[Progress, Callable[[], None
     """A progress callback drawing a tqdm bar of ``steps`` steps on stderr, and its closer."""
     from tqdm.auto import tqdm
 
-    bar = tqdm(total=steps, desc=desc, unit="step", leave=False)
+    # disable=None: no bar when stderr is not a terminal (logs and pipes get clean lines)
+    bar = tqdm(total=steps, desc=desc, unit="step", leave=False, disable=None)
     state = {"started": False}
 
     def report(step: str, /) -> None:

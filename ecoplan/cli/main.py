@@ -10,6 +10,7 @@ from __future__ import annotations
 import errno
 import logging
 import sys
+import warnings
 
 import click
 
@@ -65,6 +66,10 @@ def _setup_logging(level: int) -> None:
     handler.setLevel(level)
     root.setLevel(level)
     logging.captureWarnings(True)
+    # rasterio sometimes warns that an in-memory raster of a rasterize call running on another
+    # dask thread "has no geotransform" although every call passes one (outputs are identical
+    # across schedulers, tested); it means nothing to a user, so it is not shown
+    warnings.filterwarnings("ignore", message="Dataset has no geotransform")
 
 
 class EcoplanGroup(click.Group):

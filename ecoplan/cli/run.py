@@ -147,6 +147,15 @@ def read_batch_file(path: Path) -> list[Path]:
     return [p if p.is_absolute() else base / p for p in (Path(i).expanduser() for i in items)]
 
 
+def _run_with_progress(path: Path, out_dir: Path, *, desc: str | None, **options) -> RunResult:
+    """Run one region with a progress bar titled ``desc`` (none when ``desc`` is None)."""
+    report, close = (silent, lambda: None) if desc is None else tqdm_progress(len(STEPS), desc=desc)
+    try:
+        return run_region(path, out_dir, progress=report, **options)
+    finally:
+        close()
+
+
 def _region_id(path: Path) -> str | None:
     from ecoplan.region import load_region
 
@@ -184,21 +193,16 @@ def run_regions(
             continue
         if rid is not None:
             seen[rid] = path
-        if quiet or as_json:
-            report, close = silent, (lambda: None)
-        else:
-            what = rid or path.parent.name
-            desc = f"ecoplan {what}" + (f" ({i}/{n})" if n > 1 else "")
-            report, close = tqdm_progress(len(STEPS), desc=desc)
+        desc = f"ecoplan {rid or path.parent.name}" + (f" ({i}/{n})" if n > 1 else "")
         try:
-            result = run_region(
+            result = _run_with_progress(
                 path,
                 out_dir,
+                desc=None if quiet or as_json else desc,
                 overwrite=overwrite,
                 chunk_size=chunk_size,
                 scheduler=scheduler,
                 memory_budget_mb=memory_budget_mb,
-                progress=report,
             )
             outcomes.append(Outcome(path, result.region_id, result=result))
         except EcoplanError as err:
@@ -217,8 +221,6 @@ def run_regions(
                 )
             )
             click.echo(f"internal error in {path}:\n{traceback.format_exc()}", err=True)
-        finally:
-            close()
     return outcomes
 
 
@@ -377,22 +379,15 @@ def _run_single(
     scheduler="threads",
     memory_budget_mb=512.0,
 ) -> None:
-    if quiet or as_json:
-        report, close = silent, (lambda: None)
-    else:
-        report, close = tqdm_progress(len(STEPS), desc=f"ecoplan {path.parent.name}")
-    try:
-        result = run_region(
-            path,
-            out_dir,
-            overwrite=overwrite,
-            chunk_size=chunk_size,
-            scheduler=scheduler,
-            memory_budget_mb=memory_budget_mb,
-            progress=report,
-        )
-    finally:
-        close()
+    result = _run_with_progress(
+        path,
+        out_dir,
+        desc=None if quiet or as_json else f"ecoplan {path.parent.name}",
+        overwrite=overwrite,
+        chunk_size=chunk_size,
+        scheduler=scheduler,
+        memory_budget_mb=memory_budget_mb,
+    )
     outcome = Outcome(path, result.region_id, result=result)
     _finish([outcome], batch=False, quiet=quiet, as_json=as_json)
 
