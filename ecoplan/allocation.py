@@ -50,7 +50,6 @@ import pandas as pd
 from scipy import sparse
 from scipy.optimize import linprog
 
-from ecoplan.areas import cell_area_m2
 from ecoplan.constraints import (
     apply_constraints,
     forbidden_bits,
@@ -138,9 +137,10 @@ class AllocationProblem:
 
 @dataclass(frozen=True)
 class Classes:
-    """Interchangeable cells: ``inverse[i]`` is the class of cell i."""
+    """Interchangeable cells: ``inverse[i]`` is the class of cell i (None when the classes
+    were gathered block by block, :mod:`ecoplan.cell_classes`)."""
 
-    inverse: np.ndarray
+    inverse: np.ndarray | None
     unit: np.ndarray
     current: np.ndarray
     allowed: np.ndarray  # bool (K, 8)
@@ -163,8 +163,8 @@ class LPSolution:
 
 @dataclass(frozen=True)
 class AllocationResult:
-    zones: np.ndarray  # uint8 zone per cell
-    objective: float  # of the cell allocation (m²·suitability)
+    zones: np.ndarray | da.Array  # uint8 zone per cell (a raster when allocated by blocks)
+    objective: float  # of the cell allocation (m²·suitability; the LP's when by blocks)
     lp_objective: float  # of the LP (an upper bound when feasible)
     n_classes: int
     feasible: bool
@@ -737,14 +737,50 @@ def target_bounds(
     return tuple(out), notes
 
 
-def propose_plan(region, zones, buffers) -> Plan:
+def _realised(targets, area_after: np.ndarray) -> list[float]:
+    """Area (m²) of each target's zone in its scope, from the (unit, zone) area table."""
+    return [
+        float(area_after[1:, t.zone].sum() if t.scope == 0 else area_after[t.scope, t.zone])
+        for t in targets
+    ]
+
+
+def _broken(targets, realised: list[float]) -> list[tuple[int, float]]:
+    """Targets broken by realised areas: (index, signed m², < 0 short of min, > 0 above max)."""
+    bad = []
+    for i, (t, got) in enumerate(zip(targets, realised, strict=True)):
+        tol = _TOL * max(t.denom_m2, 1.0)
+        if t.min_m2 is not None and got < t.min_m2 - tol:
+            bad.append((i, got - t.min_m2))
+        elif t.max_m2 is not None and got > t.max_m2 + tol:
+            bad.append((i, got - t.max_m2))
+    return bad
+
+
+def _largest_cell_m2(grid) -> float:
+    from ecoplan.areas import cell_area_block
+
+    rows = sorted({0, grid.height // 2, grid.height - 1})
+    return max(float(cell_area_block(grid, r, r + 1, 0, grid.width).max()) for r in rows) * (
+        1 + 1e-6
+    )
+
+
+def propose_plan(region, zones, buffers, *, keep=None) -> Plan:
     """Constraints, suitability and the allocation of a prepared region (see the module doc).
 
     ``region`` is a :class:`ecoplan.pipeline.Region`, ``zones`` today's zone raster (dask
     uint8, 0 outside), ``buffers`` the :class:`~ecoplan.buffers.BufferResult` list.
-    """
-    import dask
+    ``keep(array)`` computes the proposed raster once and returns it (default: ``persist``;
+    the pipeline passes :func:`ecoplan.spill.held`, which spills it past the memory budget).
 
+    Works block by block (:mod:`ecoplan.cell_classes`): memory holds the classes, never a
+    whole-grid array, and the plan is the one :func:`allocate` gives on the same cells.
+    """
+    from ecoplan.areas import pair_areas_m2
+    from ecoplan.cell_classes import CellInputs, assign_zones, gather_classes
+
+    keep = keep or (lambda a: a.persist())
     rules = region.rules
     grid = region.grid
     chunks = region.chunks
@@ -774,15 +810,9 @@ def propose_plan(region, zones, buffers) -> Plan:
     notes += s_notes
     step = rules.allocation.suitability_step
     levels = {z: da.round(s / step).astype(np.uint8) for z, s in suit.items()}
-    masks = [c.mask for c in constraints]
-    zones_np, units_np, forb_np, area_np, level_np, masks_np = dask.compute(
-        zones, region.units, forbidden, cell_area_m2(grid, chunks=chunks), levels, masks
-    )
-    units_np = units_np.astype(np.int32)
+    units = region.units.astype(np.int32).rechunk(zones.chunks)
     n_units = len(region.unit_ids)
-    key = units_np.astype(np.int64) * N_Z + zones_np
-    area_before = np.bincount(key.ravel(), weights=area_np.ravel(), minlength=(n_units + 1) * N_Z)
-    area_before = area_before.reshape(n_units + 1, N_Z)
+    area_before = pair_areas_m2(units, zones, n_a=n_units + 1, n_b=N_Z, grid=grid)
 
     denom_codes = [zone_code(z) for z in rules.proportions.denominator_zones]
     in_denom = np.zeros(N_Z, dtype=bool)
@@ -790,68 +820,102 @@ def propose_plan(region, zones, buffers) -> Plan:
     denom_m2 = area_before[:, in_denom].sum(axis=1)
     denom_m2[0] = denom_m2[1:].sum()  # index 0 = the region (cells outside units are not in it)
 
-    cells = (zones_np > 0) & (units_np > 0)
-    cur = zones_np[cells]
-    proposed = zones_np.copy()
+    proposed = zones
+    area_after = area_before
     result = None
-    if rules.allocation.enabled and cells.any():
+    has_cells = bool(area_before[1:, 1:].sum() > 0)
+    if rules.allocation.enabled and has_cells:
+        t0 = time.perf_counter()
         t_allowed, cost = change_cost_matrix(rules.transitions)
         t_allowed &= in_denom[:, None] & in_denom[None, :]
         t_allowed[np.arange(N_Z), np.arange(N_Z)] = True
-        allowed = t_allowed[cur]
-        fb = forb_np[cells]
-        for z in range(N_Z):
-            allowed[:, z] &= (fb & (1 << z)) == 0
-        stuck = ~allowed.any(axis=1)
-        allowed[stuck, cur[stuck]] = True
-        level = np.zeros((int(cells.sum()), N_Z), dtype=np.uint8)
-        for z, lv in level_np.items():
-            level[:, z] = lv[cells]
+        allowed_from = (t_allowed.astype(np.uint8) << np.arange(N_Z, dtype=np.uint8)).sum(
+            axis=1, dtype=np.uint8
+        )
+        inputs = CellInputs(zones, units, forbidden, levels, allowed_from, grid)
+        table = gather_classes(inputs)
         targets, t_notes = target_bounds(
             rules.targets, unit_ids=region.unit_ids, region_id=region.config.id, denom_m2=denom_m2
         )
         notes += t_notes
-        problem = AllocationProblem(
-            unit=units_np[cells],
-            current=cur,
-            area_m2=area_np[cells],
+        allowed = table.allowed
+        current = table.current
+        score = table.level.astype(np.float64) * step - cost[current.astype(np.intp)]
+        classes = Classes(
+            inverse=None,
+            unit=table.unit,
+            current=current,
             allowed=allowed,
-            level=level,
-            step=step,
-            change_cost=cost,
-            targets=targets,
+            score=np.where(allowed, score, 0.0),
+            area_m2=table.area_m2,
         )
-        result = allocate(problem)
-        proposed[cells] = result.zones
-        stuck_ha = float(problem.area_m2[stuck].sum()) / 1e4
-        changed_ha = float(problem.area_m2[result.zones != cur].sum()) / 1e4
-        log.info(
-            "allocation: %s cells in %s classes, %s ha change zone, solved exactly in %.1f s",
-            f"{len(cur):,}",
-            f"{result.n_classes:,}",
-            f"{changed_ha:,.0f}",
-            result.seconds,
+        lp = solve_classes(classes, targets)
+        proposed = keep(assign_zones(inputs, table, lp.y_m2))
+        area_after = pair_areas_m2(units, proposed, n_a=n_units + 1, n_b=N_Z, grid=grid)
+        broken = _broken(targets, _realised(targets, area_after))
+        margin = np.zeros(len(targets))
+        biggest = _largest_cell_m2(grid)
+        for _ in range(4):
+            rounded = {i for i, _ in broken} - set(lp.shortfall_m2) - set(lp.excess_m2)
+            if not rounded:
+                break
+            # rounding broke a target the LP met: tighten it by the most the split classes
+            # can round (one cell each) and solve again (as allocate() does)
+            split = int(((lp.y_m2 > 1e-9 * biggest).sum(axis=1) > 1).sum())
+            for i in rounded:
+                margin[i] = max(2 * margin[i], (split + 1) * biggest)
+            lp = solve_classes(classes, targets, margin_m2=margin, prices=lp.prices)
+            proposed = keep(assign_zones(inputs, table, lp.y_m2))
+            area_after = pair_areas_m2(units, proposed, n_a=n_units + 1, n_b=N_Z, grid=grid)
+            broken = _broken(targets, _realised(targets, area_after))
+        messages = []
+        realised = _realised(targets, area_after)
+        for i, diff in broken:
+            t = targets[i]
+            share = realised[i] / t.denom_m2 if t.denom_m2 else np.nan
+            kind = "below its minimum" if diff < 0 else "above its maximum"
+            bound = t.min_share if diff < 0 else t.max_share
+            messages.append(
+                f"target not met: {t.label or ZONE_BY_CODE[t.zone].name}: "
+                f"{share:.2%} is {kind} {bound:.2%} by {abs(diff) / 1e4:,.1f} ha "
+                f"({abs(diff) / max(t.denom_m2, 1.0):.2%} points); the allowed changes cannot "
+                "reach it"
+            )
+        result = AllocationResult(
+            zones=proposed,
+            objective=lp.objective,
+            lp_objective=lp.objective,
+            n_classes=len(table),
+            feasible=not broken,
+            messages=messages,
+            seconds=time.perf_counter() - t0,
         )
+        stuck_ha = table.stuck_q * table.unit_m2 / 1e4
         if stuck_ha > 0:
             notes.append(
                 f"allocation: {stuck_ha:,.0f} ha lie in a zone that buffers or constraints "
                 "forbid there, but the transitions allow them no other zone; they keep their zone"
             )
-        notes += [f"allocation: {m}" for m in result.messages]
+        notes += [f"allocation: {m}" for m in messages]
     elif not rules.allocation.enabled:
         notes.append("allocation: disabled in the rules (allocation.enabled: false)")
 
-    key_after = units_np.astype(np.int64) * N_Z + proposed
-    area_after = np.bincount(
-        key_after.ravel(), weights=area_np.ravel(), minlength=(n_units + 1) * N_Z
-    ).reshape(n_units + 1, N_Z)
-    changes = _changes_table(
-        units_np[cells], cur, proposed[cells], area_np[cells], region.unit_ids, region.config.id
-    )
-    zone_layer = _zone_polygons(proposed, units_np, area_after, grid, region.unit_ids)
-    constraint_layer, conflict_rows = _constraint_layers(
-        constraints, masks_np, zones_np, area_np, grid
-    )
+    moves = pair_areas_m2(
+        units * N_Z + zones, proposed, n_a=(n_units + 1) * N_Z, n_b=N_Z, grid=grid
+    ).reshape(n_units + 1, N_Z, N_Z)
+    moves[:, 0, :] = 0  # cells outside the region (zone 0) are not part of the plan
+    moves[0] = 0
+    if result is not None:
+        changed = moves.sum() - np.trace(moves, axis1=1, axis2=2).sum()
+        log.info(
+            "allocation: %s classes, %s ha change zone, solved exactly in %.1f s",
+            f"{result.n_classes:,}",
+            f"{changed / 1e4:,.0f}",
+            result.seconds,
+        )
+    changes = _changes_table(moves, region.unit_ids, region.config.id)
+    zone_layer = _zone_polygons(proposed, units, area_after, grid, region.unit_ids)
+    constraint_layer, conflict_rows = _constraint_layers(constraints, zones, grid)
     return Plan(
         proposed=proposed,
         area_m2_before=area_before,
@@ -881,15 +945,15 @@ def _zone_fields(prefix: str, codes) -> dict[str, list]:
     }
 
 
-def _changes_table(unit, before, after, area, unit_ids, region_id) -> pd.DataFrame:
-    """The from → to matrix in hectares, per unit and for the region (non-zero cells only)."""
+def _changes_table(moves: np.ndarray, unit_ids, region_id) -> pd.DataFrame:
+    """The from → to matrix in hectares, per unit and for the region (non-zero cells only).
+
+    ``moves[u, from, to]`` is the ground area (m²) of unit index ``u`` going from → to.
+    """
     n_units = len(unit_ids)
-    key = (unit.astype(np.int64) * N_Z + before) * N_Z + after
-    m = np.bincount(key, weights=area, minlength=(n_units + 1) * N_Z * N_Z)
-    m = m.reshape(n_units + 1, N_Z, N_Z)
     rows = []
-    scopes = [("unit", unit_ids[i - 1], m[i]) for i in range(1, n_units + 1)]
-    scopes.append(("region", region_id, m[1:].sum(axis=0)))
+    scopes = [("unit", unit_ids[i - 1], moves[i]) for i in range(1, n_units + 1)]
+    scopes.append(("region", region_id, moves[1:].sum(axis=0)))
     for level, uid, mat in scopes:
         for f, t in zip(*np.nonzero(mat > 0), strict=True):
             rows.append(
@@ -907,9 +971,9 @@ def _changes_table(unit, before, after, area, unit_ids, region_id) -> pd.DataFra
     return pd.DataFrame(rows, columns=cols)
 
 
-def _zone_polygons(proposed, units_np, area_after, grid, unit_ids) -> gpd.GeoDataFrame:
-    key = units_np.astype(np.int32) * N_Z + proposed
-    poly = vectorize(key, grid, mask=(proposed > 0) & (units_np > 0))
+def _zone_polygons(proposed, units, area_after, grid, unit_ids) -> gpd.GeoDataFrame:
+    key = units.astype(np.int32) * N_Z + proposed
+    poly = vectorize(key, grid, mask=(proposed > 0) & (units > 0))
     unit_idx = (poly["value"] // N_Z).to_numpy()
     codes = (poly["value"] % N_Z).to_numpy()
     return gpd.GeoDataFrame(
@@ -925,14 +989,19 @@ def _zone_polygons(proposed, units_np, area_after, grid, unit_ids) -> gpd.GeoDat
     )
 
 
-def _constraint_layers(constraints, masks_np, zones_np, area_np, grid):
+def _constraint_layers(constraints, zones, grid):
+    """The constraint_zones layer and the constraint conflicts, block by block."""
+    from ecoplan.areas import pair_areas_m2
+
     rows, conflicts = [], []
-    for c, mask in zip(constraints, masks_np, strict=True):
+    for c in constraints:
         rule = c.rule
-        on = mask > 0
-        if not on.any():
+        on = (c.mask.rechunk(zones.chunks) > 0).astype(np.uint8)
+        # ground area of each zone inside the constraint (row 1) and outside it (row 0)
+        per_zone = pair_areas_m2(on, zones, n_a=2, n_b=N_Z, grid=grid)[1]
+        if not (per_zone > 0).any():
             continue
-        poly = vectorize(on.astype(np.int32), grid)
+        poly = vectorize(on, grid)
         rows.append(
             {
                 "rule_id": rule.id,
@@ -940,15 +1009,14 @@ def _constraint_layers(constraints, masks_np, zones_np, area_np, grid):
                 "rule_name_th": rule.name_th,
                 "source": rule.describe(),
                 "forbids": ",".join(rule.forbids),
-                "area_ha": float(area_np[on].sum()) / 1e4,
+                "area_ha": float(per_zone.sum()) / 1e4,
                 "geometry": poly.geometry.iloc[0],
             }
         )
         codes = [zone_code(z) for z in rule.forbids]
-        hit = np.where(on & np.isin(zones_np, codes), zones_np, 0).astype(np.int32)
-        if not hit.any():
+        if not (per_zone[codes] > 0).any():
             continue
-        per_zone = np.bincount(hit.ravel(), weights=area_np.ravel(), minlength=N_Z)
+        hit = da.where((on > 0) & da.isin(zones, codes), zones, 0).astype(np.int32)
         cp = vectorize(hit, grid)
         for value, geom in zip(cp["value"], cp.geometry, strict=True):
             conflicts.append(

@@ -419,7 +419,14 @@ def _run_region(
 
         progress("proportions")
         # --- issue 4: constraints, suitability and the proposed plan (ecoplan.allocation) ---
-        plan = propose_plan(region, zones, buffers)
+        plan = propose_plan(
+            region,
+            zones,
+            buffers,
+            keep=lambda a: hold.enter_context(
+                held(a, grid, folder=out_dir, budget_bytes=budget_bytes)
+            ),
+        )
         notes += plan.notes
         table = proportions_table(
             counts,
@@ -451,58 +458,58 @@ def _run_region(
         )
         buffer_rows, conflict_rows = [], []
         for b in buffers:
-            rule = b.rule
             # one rule at a time: its rings are computed once and released after use
-            rings = b.rings.persist()
-            # ground areas (ecoplan.areas) in pixel-area units
-            rc = (
-                pair_areas_m2(rings, zones, n_a=len(rule.rings) + 1, n_b=N_CODES, grid=grid)
-                / grid.pixel_area_m2
-            )
-            restricted = [zone_code(z) for z in rule.restricted_zones]
-            if b.polygons is not None:
-                ring_geoms = dict(zip(b.polygons["ring"], b.polygons.geometry, strict=True))
-            else:
-                rp = vectorize(rings, grid)
-                ring_geoms = dict(zip(rp["value"], rp.geometry, strict=True))
-            for k, (inner, outer) in enumerate(rule.rings, start=1):
-                if k not in ring_geoms:
-                    continue
-                buffer_rows.append(
-                    {
-                        "rule_id": rule.id,
-                        "rule_name": rule.name_en,
-                        "rule_name_th": rule.name_th,
-                        "source": rule.source.describe(),
-                        "side": rule.side,
-                        "ring": k,
-                        "inner_m": inner,
-                        "distance_m": outer,
-                        "restricts": ",".join(rule.restricted_zones),
-                        "area_ha": float(rc[k, 1:].sum()) * ha,
-                        "geometry": ring_geoms[k],
-                    }
+            with held(b.rings, grid, folder=out_dir, budget_bytes=budget_bytes) as rings:
+                rule = b.rule
+                # ground areas (ecoplan.areas) in pixel-area units
+                rc = (
+                    pair_areas_m2(rings, zones, n_a=len(rule.rings) + 1, n_b=N_CODES, grid=grid)
+                    / grid.pixel_area_m2
                 )
-            if restricted:
-                conflict = da.where(
-                    (rings > 0) & da.isin(zones, restricted),
-                    rings.astype(np.int32) * N_CODES + zones,
-                    0,
-                )
-                cp = vectorize(conflict.astype(np.int32), grid)
-                for value, geom in zip(cp["value"], cp.geometry, strict=True):
-                    k, z = divmod(int(value), N_CODES)
-                    conflict_rows.append(
+                restricted = [zone_code(z) for z in rule.restricted_zones]
+                if b.polygons is not None:
+                    ring_geoms = dict(zip(b.polygons["ring"], b.polygons.geometry, strict=True))
+                else:
+                    rp = vectorize(rings, grid)
+                    ring_geoms = dict(zip(rp["value"], rp.geometry, strict=True))
+                for k, (inner, outer) in enumerate(rule.rings, start=1):
+                    if k not in ring_geoms:
+                        continue
+                    buffer_rows.append(
                         {
                             "rule_id": rule.id,
                             "rule_name": rule.name_en,
-                            **{f: v[0] for f, v in _zone_fields([z]).items()},
+                            "rule_name_th": rule.name_th,
+                            "source": rule.source.describe(),
+                            "side": rule.side,
                             "ring": k,
-                            "distance_m": rule.rings[k - 1][1],
-                            "area_ha": float(rc[k, z]) * ha,
-                            "geometry": geom,
+                            "inner_m": inner,
+                            "distance_m": outer,
+                            "restricts": ",".join(rule.restricted_zones),
+                            "area_ha": float(rc[k, 1:].sum()) * ha,
+                            "geometry": ring_geoms[k],
                         }
                     )
+                if restricted:
+                    conflict = da.where(
+                        (rings > 0) & da.isin(zones, restricted),
+                        rings.astype(np.int32) * N_CODES + zones,
+                        0,
+                    )
+                    cp = vectorize(conflict.astype(np.int32), grid)
+                    for value, geom in zip(cp["value"], cp.geometry, strict=True):
+                        k, z = divmod(int(value), N_CODES)
+                        conflict_rows.append(
+                            {
+                                "rule_id": rule.id,
+                                "rule_name": rule.name_en,
+                                **{f: v[0] for f, v in _zone_fields([z]).items()},
+                                "ring": k,
+                                "distance_m": rule.rings[k - 1][1],
+                                "area_ha": float(rc[k, z]) * ha,
+                                "geometry": geom,
+                            }
+                        )
 
     conflict_rows += plan.conflict_rows  # issue 4: land in a zone a constraint forbids
     buffer_cols = [
@@ -554,8 +561,7 @@ def _run_region(
     # all outputs are committed together at the end: a failure leaves the previous ones
     with staged_outputs():
         write_zone_raster(tif_path, zones, grid, tags=tags)
-        proposed = da.from_array(plan.proposed, chunks=region.chunks)  # issue 4
-        write_zone_raster(proposed_path, proposed, grid, tags={**tags, "PHASE": "proposed"})
+        write_zone_raster(proposed_path, plan.proposed, grid, tags={**tags, "PHASE": "proposed"})
         gpkg_layers = {
             "zones": zone_layer,
             "buffer_zones": buffer_layer,
