@@ -43,6 +43,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+import dask
 import dask.array as da
 import geopandas as gpd
 import numpy as np
@@ -681,7 +682,7 @@ class Plan:
     area_m2_before: np.ndarray  # (n_units + 1, 8) ground areas per (unit index, zone)
     area_m2_after: np.ndarray
     changes: pd.DataFrame  # the zone_changes table
-    zone_layer: gpd.GeoDataFrame  # the proposed_zones layer
+    zone_layer: gpd.GeoDataFrame | None  # the proposed_zones layer (None: today's zones)
     constraint_layer: gpd.GeoDataFrame  # the constraint_zones layer
     conflict_rows: list[dict]  # constraint conflicts, with the fields of the conflicts layer
     notes: list[str]
@@ -766,13 +767,23 @@ def _largest_cell_m2(grid) -> float:
     )
 
 
+class _InMemory:
+    """The default ``keep`` of :func:`propose_plan`: arrays persisted in memory."""
+
+    def __call__(self, array: da.Array) -> da.Array:
+        return array.persist()
+
+    def together(self, arrays) -> list[da.Array]:
+        return list(dask.persist(*arrays))
+
+
 def propose_plan(region, zones, buffers, *, keep=None) -> Plan:
     """Constraints, suitability and the allocation of a prepared region (see the module doc).
 
     ``region`` is a :class:`ecoplan.pipeline.Region`, ``zones`` today's zone raster (dask
     uint8, 0 outside), ``buffers`` the :class:`~ecoplan.buffers.BufferResult` list.
-    ``keep(array)`` computes the proposed raster once and returns it (default: ``persist``;
-    the pipeline passes :func:`ecoplan.spill.held`, which spills it past the memory budget).
+    ``keep`` holds rasters read several times (``keep(a)``, ``keep.together([a, b])``):
+    the pipeline passes its :class:`ecoplan.holding.Holder`; the default persists in memory.
 
     Works block by block (:mod:`ecoplan.cell_classes`): memory holds the classes, never a
     whole-grid array, and the plan is the one :func:`allocate` gives on the same cells.
@@ -780,7 +791,7 @@ def propose_plan(region, zones, buffers, *, keep=None) -> Plan:
     from ecoplan.areas import pair_areas_m2
     from ecoplan.cell_classes import CellInputs, assign_zones, gather_classes
 
-    keep = keep or (lambda a: a.persist())
+    keep = keep or _InMemory()
     rules = region.rules
     grid = region.grid
     chunks = region.chunks
@@ -832,6 +843,9 @@ def propose_plan(region, zones, buffers, *, keep=None) -> Plan:
         allowed_from = (t_allowed.astype(np.uint8) << np.arange(N_Z, dtype=np.uint8)).sum(
             axis=1, dtype=np.uint8
         )
+        # read by three passes (classes, split cells, zones): computed once, together
+        held = keep.together([forbidden, *(levels[z] for z in sorted(levels))])
+        forbidden, levels = held[0], dict(zip(sorted(levels), held[1:], strict=True))
         inputs = CellInputs(zones, units, forbidden, levels, allowed_from, grid)
         table = gather_classes(inputs)
         targets, t_notes = target_bounds(
@@ -914,7 +928,12 @@ def propose_plan(region, zones, buffers, *, keep=None) -> Plan:
             result.seconds,
         )
     changes = _changes_table(moves, region.unit_ids, region.config.id)
-    zone_layer = _zone_polygons(proposed, units, area_after, grid, region.unit_ids)
+    # without an allocation the proposed plan is today's zones: the caller has their polygons
+    zone_layer = (
+        None
+        if result is None
+        else _zone_polygons(proposed, units, area_after, grid, region.unit_ids)
+    )
     constraint_layer, conflict_rows = _constraint_layers(constraints, zones, grid)
     return Plan(
         proposed=proposed,

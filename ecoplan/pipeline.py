@@ -10,7 +10,7 @@ import contextlib
 import logging
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
@@ -38,6 +38,7 @@ from ecoplan.export import (
     write_zone_raster,
 )
 from ecoplan.grid import Grid, metres_per_pixel, utm_crs_for
+from ecoplan.holding import Holder
 from ecoplan.io import (
     MAX_PIXELS,
     RasterInfo,
@@ -56,7 +57,6 @@ from ecoplan.refine import refine_zones
 from ecoplan.region import RegionConfig, load_region
 from ecoplan.report import ReportData, write_report
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
-from ecoplan.spill import held
 from ecoplan.styles import vector_styles
 from ecoplan.zones import ZONE_BY_CODE, zone_code
 
@@ -409,24 +409,20 @@ def _run_region(
         # refine (issue 3): vector zone rules, urban/rural split, minimum mapping unit
         zones, refine_notes = refine_zones(zones, region)
         notes += refine_notes
-        zones = hold.enter_context(held(zones, grid, folder=out_dir, budget_bytes=budget_bytes))
+        keep = Holder(hold, grid, folder=out_dir, budget_bytes=budget_bytes)
+        zones = keep(zones)
 
         progress("buffers")
         buffers, buffer_notes = _buffers(region, zones)
+        # each rule's rings are read by the allocation, the layers and the plans: once
+        buffers = [replace(b, rings=keep(b.rings.astype(np.uint8))) for b in buffers]
         notes += buffer_notes
         n_units = len(region.boundary)
         counts = zone_counts(zones, region.units, n_units=n_units)
 
         progress("proportions")
         # --- issue 4: constraints, suitability and the proposed plan (ecoplan.allocation) ---
-        plan = propose_plan(
-            region,
-            zones,
-            buffers,
-            keep=lambda a: hold.enter_context(
-                held(a, grid, folder=out_dir, budget_bytes=budget_bytes)
-            ),
-        )
+        plan = propose_plan(region, zones, buffers, keep=keep)
         notes += plan.notes
         table = proportions_table(
             counts,
@@ -458,58 +454,57 @@ def _run_region(
         )
         buffer_rows, conflict_rows = [], []
         for b in buffers:
-            # one rule at a time: its rings are computed once and released after use
-            with held(b.rings, grid, folder=out_dir, budget_bytes=budget_bytes) as rings:
-                rule = b.rule
-                # ground areas (ecoplan.areas) in pixel-area units
-                rc = (
-                    pair_areas_m2(rings, zones, n_a=len(rule.rings) + 1, n_b=N_CODES, grid=grid)
-                    / grid.pixel_area_m2
+            rings = b.rings
+            rule = b.rule
+            # ground areas (ecoplan.areas) in pixel-area units
+            rc = (
+                pair_areas_m2(rings, zones, n_a=len(rule.rings) + 1, n_b=N_CODES, grid=grid)
+                / grid.pixel_area_m2
+            )
+            restricted = [zone_code(z) for z in rule.restricted_zones]
+            if b.polygons is not None:
+                ring_geoms = dict(zip(b.polygons["ring"], b.polygons.geometry, strict=True))
+            else:
+                rp = vectorize(rings, grid)
+                ring_geoms = dict(zip(rp["value"], rp.geometry, strict=True))
+            for k, (inner, outer) in enumerate(rule.rings, start=1):
+                if k not in ring_geoms:
+                    continue
+                buffer_rows.append(
+                    {
+                        "rule_id": rule.id,
+                        "rule_name": rule.name_en,
+                        "rule_name_th": rule.name_th,
+                        "source": rule.source.describe(),
+                        "side": rule.side,
+                        "ring": k,
+                        "inner_m": inner,
+                        "distance_m": outer,
+                        "restricts": ",".join(rule.restricted_zones),
+                        "area_ha": float(rc[k, 1:].sum()) * ha,
+                        "geometry": ring_geoms[k],
+                    }
                 )
-                restricted = [zone_code(z) for z in rule.restricted_zones]
-                if b.polygons is not None:
-                    ring_geoms = dict(zip(b.polygons["ring"], b.polygons.geometry, strict=True))
-                else:
-                    rp = vectorize(rings, grid)
-                    ring_geoms = dict(zip(rp["value"], rp.geometry, strict=True))
-                for k, (inner, outer) in enumerate(rule.rings, start=1):
-                    if k not in ring_geoms:
-                        continue
-                    buffer_rows.append(
+            if restricted:
+                conflict = da.where(
+                    (rings > 0) & da.isin(zones, restricted),
+                    rings.astype(np.int32) * N_CODES + zones,
+                    0,
+                )
+                cp = vectorize(conflict.astype(np.int32), grid)
+                for value, geom in zip(cp["value"], cp.geometry, strict=True):
+                    k, z = divmod(int(value), N_CODES)
+                    conflict_rows.append(
                         {
                             "rule_id": rule.id,
                             "rule_name": rule.name_en,
-                            "rule_name_th": rule.name_th,
-                            "source": rule.source.describe(),
-                            "side": rule.side,
+                            **{f: v[0] for f, v in _zone_fields([z]).items()},
                             "ring": k,
-                            "inner_m": inner,
-                            "distance_m": outer,
-                            "restricts": ",".join(rule.restricted_zones),
-                            "area_ha": float(rc[k, 1:].sum()) * ha,
-                            "geometry": ring_geoms[k],
+                            "distance_m": rule.rings[k - 1][1],
+                            "area_ha": float(rc[k, z]) * ha,
+                            "geometry": geom,
                         }
                     )
-                if restricted:
-                    conflict = da.where(
-                        (rings > 0) & da.isin(zones, restricted),
-                        rings.astype(np.int32) * N_CODES + zones,
-                        0,
-                    )
-                    cp = vectorize(conflict.astype(np.int32), grid)
-                    for value, geom in zip(cp["value"], cp.geometry, strict=True):
-                        k, z = divmod(int(value), N_CODES)
-                        conflict_rows.append(
-                            {
-                                "rule_id": rule.id,
-                                "rule_name": rule.name_en,
-                                **{f: v[0] for f, v in _zone_fields([z]).items()},
-                                "ring": k,
-                                "distance_m": rule.rings[k - 1][1],
-                                "area_ha": float(rc[k, z]) * ha,
-                                "geometry": geom,
-                            }
-                        )
 
     conflict_rows += plan.conflict_rows  # issue 4: land in a zone a constraint forbids
     buffer_cols = [
@@ -570,7 +565,7 @@ def _run_region(
             **plans.layers,
             # issue 4: constraints and the proposed plan
             "constraint_zones": plan.constraint_layer,
-            "proposed_zones": plan.zone_layer,
+            "proposed_zones": zone_layer if plan.zone_layer is None else plan.zone_layer,
             "zone_changes": plan.changes,
             "suitability_weights": plan.weights,
             "run_metadata": metadata,

@@ -136,7 +136,10 @@ def _unit_polygons(units: da.Array, grid: Grid) -> dict[int, shapely.Geometry]:
 
 
 class _Source:
-    """A rule's land, as a cell mask or as a geometry (or nothing, with the reason)."""
+    """A rule's land, as a cell mask or as a geometry (or nothing, with the reason).
+
+    ``reason`` also says why a cell mask that turns out empty holds no land.
+    """
 
     def __init__(self, mask=None, geometry=None, reason: str = ""):
         self.mask = mask
@@ -148,9 +151,8 @@ def _source(rule: PlanRule, inputs: PlanInputs, zones: da.Array, units: da.Array
     src = rule.source
     if src.zones is not None:
         mask = da.isin(zones, [zone_code(z) for z in src.zones]) & (units > 0)
-        if not bool(mask.any().compute()):
-            return _Source(reason=f"no {'/'.join(src.zones)} cells in the {inputs.zones_from}")
-        return _Source(mask=mask)
+        why = f"no {'/'.join(src.zones)} cells in the {inputs.zones_from}"
+        return _Source(mask=mask, reason=why)
     if src.layer is not None:
         role = src.layer
         if role not in inputs.layers:
@@ -176,19 +178,16 @@ def _source(rule: PlanRule, inputs: PlanInputs, zones: da.Array, units: da.Array
         else:
             rings = _lazy(b.rings, like=units) > 0
             mask = rings if mask is None else (mask | rings)
+    reason = "; ".join(reasons) if reasons else "the buffers hold no land"
     if mask is not None:
         mask = mask & (units > 0)
-        if geoms:  # zone bands and vector bands together: the cells join as polygons
-            cells = vectorize(mask.astype(np.uint8), inputs.grid)
-            geoms += list(cells.geometry)
-            mask = None
-        elif not bool(mask.any().compute()):
-            mask = None
-    if mask is not None:
-        return _Source(mask=mask)
+        if not geoms:
+            return _Source(mask=mask, reason=reason)
+        # zone bands and vector bands together: the cells join as polygons
+        cells = vectorize(mask.astype(np.uint8), inputs.grid)
+        geoms += list(cells.geometry)
     geom = _polygonal(shapely.union_all(geoms)) if geoms else None
     if geom is None:
-        reason = "; ".join(reasons) if reasons else "the buffers hold no land"
         return _Source(reason=reason)
     return _Source(geometry=geom)
 
@@ -201,16 +200,35 @@ def _empty(crs) -> gpd.GeoDataFrame:
     )
 
 
+def _cell_polygons(masks: list, units: da.Array, grid: Grid) -> list[dict[int, shapely.Geometry]]:
+    """Per cell rule, its polygon in each unit: a cell goes to the first rule whose mask holds
+    it. All rules of a plan in one raster, so one pass over the blocks."""
+    if not masks:
+        return []
+    n = len(masks) + 1
+    claim = da.zeros(units.shape, dtype=np.int32, chunks=units.chunks)
+    for k in range(len(masks), 0, -1):
+        claim = da.where(masks[k - 1], np.int32(k), claim)
+    key = da.where(claim > 0, units.astype(np.int32) * n + claim, 0).astype(np.int32)
+    polys = vectorize(key, grid)
+    out: list[dict[int, shapely.Geometry]] = [{} for _ in masks]
+    for value, geom in zip(polys["value"], polys.geometry, strict=True):
+        u, k = divmod(int(value), n)
+        out[k - 1][u] = geom
+    return out
+
+
 def derive_plans(inputs: PlanInputs, rules: Sequence[PlanRule]) -> PlanLayers:
     """The six plan layers from ``inputs`` by ``rules`` (see the module docstring).
 
     Every plan type gets a layer; one without land gets zero features and a warning saying why.
     ``area_ha`` is the ground area of the feature in hectares (the grid's CRS is metric).
+    The cell rules of a plan are vectorised together, in one pass over the blocks.
     """
     crs = inputs.grid.crs
     units = _lazy(inputs.units)
     zones = _lazy(inputs.zones, like=units)
-    unit_polys = _unit_polygons(units, inputs.grid)
+    unit_polys = None
     layers: dict[str, gpd.GeoDataFrame] = {}
     notes: list[str] = []
     for plan in PLAN_TYPES:
@@ -219,31 +237,45 @@ def derive_plans(inputs: PlanInputs, rules: Sequence[PlanRule]) -> PlanLayers:
             notes.append(f"plan {plan.id}: no features (the rules have no plans: entry for it)")
             layers[plan.layer] = _empty(crs)
             continue
-        claimed_cells = da.zeros(units.shape, dtype=bool, chunks=units.chunks)
+        sources = [_source(rule, inputs, zones, units) for rule in prules]
+        cell_rules = [i for i, src in enumerate(sources) if src.mask is not None]
+        by_rule = dict(
+            zip(
+                cell_rules,
+                _cell_polygons([sources[i].mask for i in cell_rules], units, inputs.grid),
+                strict=True,
+            )
+        )
         claimed_geom: dict[int, shapely.Geometry] = {}
         pieces: list[tuple[int, PlanRule, shapely.Geometry]] = []
         reasons = []
-        for rule in prules:
-            src = _source(rule, inputs, zones, units)
-            if src.mask is None and src.geometry is None:
-                reasons.append(f"{rule.id}: {src.reason}")
-                continue
+        for i, (rule, src) in enumerate(zip(prules, sources, strict=True)):
             if src.mask is not None:
-                new = src.mask & ~claimed_cells
-                claimed_cells = claimed_cells | new
-                polys = vectorize(da.where(new, units, 0).astype(np.int32), inputs.grid)
-                for u, g in zip(polys["value"], polys.geometry, strict=True):
+                if not by_rule[i]:
+                    reasons.append(f"{rule.id}: {src.reason}")
+                for u, g in sorted(by_rule[i].items()):
                     if u in claimed_geom:
                         g = shapely.difference(g, claimed_geom[u])
-                    pieces.append((int(u), rule, g))
+                    pieces.append((u, rule, g))
                 continue
-            taken = vectorize(da.where(claimed_cells, units, 0).astype(np.int32), inputs.grid)
-            taken_by_unit = dict(zip(taken["value"], taken.geometry, strict=True))
+            if src.geometry is None:
+                reasons.append(f"{rule.id}: {src.reason}")
+                continue
+            if unit_polys is None:
+                unit_polys = _unit_polygons(units, inputs.grid)
+            # cells taken by the plan's earlier cell rules
+            taken_by_unit: dict[int, list] = {}
+            for j in cell_rules:
+                if j < i:
+                    for u, g in by_rule[j].items():
+                        taken_by_unit.setdefault(u, []).append(g)
             for u, unit_geom in unit_polys.items():
                 g = shapely.intersection(src.geometry, unit_geom)
                 if g.is_empty:
                     continue
-                for prior in (taken_by_unit.get(u), claimed_geom.get(u)):
+                taken = taken_by_unit.get(u)
+                taken = shapely.union_all(taken) if taken else None
+                for prior in (taken, claimed_geom.get(u)):
                     if prior is not None:
                         g = shapely.difference(g, prior)
                 g = _polygonal(g)
