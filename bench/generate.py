@@ -418,6 +418,7 @@ buffers:
     distance_m: 30
     side: outside
     restricts: [urban, industrial]
+min_mapping_unit: {area_ha: 1.0, connectivity: 4}
 """
 
 

@@ -320,7 +320,7 @@ def write_zone_raster(
         "tiled": True,
         "blockxsize": 512,
         "blockysize": 512,
-        "compress": "deflate",
+        # the work file is read once by the COG driver: uncompressed is fastest
         "BIGTIFF": "IF_SAFER",
     }
     with atomic_path(path) as tmp:
@@ -341,6 +341,7 @@ def write_zone_raster(
                 OVERVIEWS="AUTO",
                 OVERVIEW_RESAMPLING="MODE",
                 BIGTIFF="IF_SAFER",
+                NUM_THREADS="ALL_CPUS",
             )
         finally:
             _remove(work)

@@ -893,7 +893,7 @@ class MinMappingUnit(_Strict):
     away (they still absorb small neighbours)."""
 
     area_ha: float = Field(default=0.0, ge=0)
-    connectivity: Literal[4, 8] = 8
+    connectivity: Literal[4, 8] = 4
     exempt: list[str] = Field(default_factory=list)
     max_iterations: int = Field(default=50, ge=1)
     basis: str = ""
