@@ -682,7 +682,6 @@ class Plan:
     area_m2_before: np.ndarray  # (n_units + 1, 8) ground areas per (unit index, zone)
     area_m2_after: np.ndarray
     changes: pd.DataFrame  # the zone_changes table
-    zone_layer: gpd.GeoDataFrame | None  # the proposed_zones layer (None: today's zones)
     constraint_layer: gpd.GeoDataFrame  # the constraint_zones layer
     conflict_rows: list[dict]  # constraint conflicts, with the fields of the conflicts layer
     notes: list[str]
@@ -928,19 +927,12 @@ def propose_plan(region, zones, buffers, *, keep=None) -> Plan:
             result.seconds,
         )
     changes = _changes_table(moves, region.unit_ids, region.config.id)
-    # without an allocation the proposed plan is today's zones: the caller has their polygons
-    zone_layer = (
-        None
-        if result is None
-        else _zone_polygons(proposed, units, area_after, grid, region.unit_ids)
-    )
     constraint_layer, conflict_rows = _constraint_layers(constraints, zones, grid)
     return Plan(
         proposed=proposed,
         area_m2_before=area_before,
         area_m2_after=area_after,
         changes=changes,
-        zone_layer=zone_layer,
         constraint_layer=constraint_layer,
         conflict_rows=conflict_rows,
         notes=notes,
@@ -988,24 +980,6 @@ def _changes_table(moves: np.ndarray, unit_ids, region_id) -> pd.DataFrame:
     cols = ["level", "unit_id", "from_zone", "from_zone_en", "from_zone_th", "to_zone"]
     cols += ["to_zone_en", "to_zone_th", "changed", "area_ha"]
     return pd.DataFrame(rows, columns=cols)
-
-
-def _zone_polygons(proposed, units, area_after, grid, unit_ids) -> gpd.GeoDataFrame:
-    key = units.astype(np.int32) * N_Z + proposed
-    poly = vectorize(key, grid, mask=(proposed > 0) & (units > 0))
-    unit_idx = (poly["value"] // N_Z).to_numpy()
-    codes = (poly["value"] % N_Z).to_numpy()
-    return gpd.GeoDataFrame(
-        {
-            **_zone_fields("", codes),
-            "area_ha": [
-                float(area_after[u, z]) / 1e4 for u, z in zip(unit_idx, codes, strict=True)
-            ],
-            "unit_id": [unit_ids[u - 1] for u in unit_idx],
-        },
-        geometry=poly.geometry.values,
-        crs=grid.crs,
-    )
 
 
 def _constraint_layers(constraints, zones, grid):

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import sqlite3
+import sys
 import threading
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
@@ -40,6 +41,7 @@ __all__ = [
     "staged_outputs",
     "stale_temp_files",
     "write_geopackage",
+    "GeoPackageWriter",
     "write_zone_raster",
     "write_text",
     "check_output_dir",
@@ -114,9 +116,10 @@ def stale_temp_files(folder: str | Path, final_names: list[str]) -> list[Path]:
     """Temporary files of killed runs in the output ``folder``.
 
     :func:`atomic_path` names them ``.<stem>.tmp-<pid>-<thread><suffix>`` (plus GDAL/SQLite side
-    files) beside ``final_names``, and :func:`ecoplan.spill.held` spills big intermediate
-    rasters to ``.spill-<pid>-<token>.tif``; one whose process no longer exists was left by a
-    killed run (a spill file can be as large as the region's raster).
+    files) beside ``final_names``; :func:`ecoplan.spill.held` and :mod:`ecoplan.holding` keep
+    big intermediate rasters in ``.spill-<pid>-<token>.tif`` and ``.hold-<pid>-<token>.tif``.
+    One whose process no longer exists was left by a killed run (a held file can be as large as
+    the region's raster).
     """
     folder = Path(folder)
     if not folder.is_dir():
@@ -128,7 +131,7 @@ def stale_temp_files(folder: str | Path, final_names: list[str]) -> list[Path]:
         if m and m.group(1) in stems and not _alive(int(m.group(2))):
             found.append(p)
             continue
-        m = re.match(r"^\.spill-(\d+)-", p.name)
+        m = re.match(r"^\.(?:spill|hold)-(\d+)-", p.name)
         if m and not _alive(int(m.group(1))):
             found.append(p)
     return found
@@ -206,6 +209,72 @@ def _write_error(path: Path, layer: str, err: Exception) -> OSError:
     return OSError(errno.ENOSPC if full else errno.EIO, f"layer {layer}: {text}")
 
 
+class GeoPackageWriter:
+    """A new GeoPackage 1.2 written layer by layer, so that each layer can leave memory once
+    written; committed atomically (as :func:`atomic_path`) when the ``with`` block succeeds.
+
+    ``add(name, df, style=…)`` writes one layer now: a GeoDataFrame becomes a spatial layer
+    (polygons promoted to MultiPolygon), a plain DataFrame an attribute table. The styles
+    become the ``layer_styles`` table at the end, one default row per layer, which QGIS reads
+    when it opens the layer; ``update_time`` (default: now, UTC) is stamped on the rows.
+    """
+
+    def __init__(self, path: str | Path, *, update_time: datetime | None = None):
+        self.path = Path(path)
+        self.update_time = update_time
+        self.styles: dict[str, LayerStyle] = {}
+        self.layers: list[str] = []
+        self._stack = contextlib.ExitStack()
+        self._tmp: Path | None = None
+
+    def __enter__(self) -> GeoPackageWriter:
+        self._tmp = self._stack.enter_context(atomic_path(self.path))
+        return self
+
+    def add(self, name: str, df: pd.DataFrame, *, style: LayerStyle | None = None) -> None:
+        tmp = self._tmp
+        assert tmp is not None, "use GeoPackageWriter in a with block"
+        kwargs: dict = {"layer": name, "driver": "GPKG", "append": tmp.exists()}
+        if not tmp.exists():
+            kwargs["dataset_options"] = {"VERSION": "1.2"}
+        if isinstance(df, gpd.GeoDataFrame):
+            kwargs["promote_to_multi"] = True
+            kwargs["geometry_type"] = "MultiPolygon"
+        kwargs["layer_options"] = {"IDENTIFIER": name}
+        try:
+            pyogrio.write_dataframe(df, tmp, **kwargs)
+        except _PYOGRIO_ERRORS as err:
+            raise _write_error(tmp, name, err) from err
+        self.layers.append(name)
+        if style is not None:
+            self.styles[name] = style
+
+    def _write_styles(self) -> None:
+        tmp = self._tmp
+        table = _layer_styles_table(tmp, self.styles, self.update_time or datetime.now(UTC))
+        try:
+            pyogrio.write_dataframe(
+                table,
+                tmp,
+                layer="layer_styles",
+                driver="GPKG",
+                append=True,
+                layer_options={"FID": "id", "IDENTIFIER": "layer_styles"},
+            )
+        except _PYOGRIO_ERRORS as err:
+            raise _write_error(tmp, "layer_styles", err) from err
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc_type is None and self.styles:
+            try:
+                self._write_styles()
+            except BaseException:
+                if not self._stack.__exit__(*sys.exc_info()):
+                    raise
+                return False
+        return self._stack.__exit__(exc_type, exc, tb)
+
+
 def write_geopackage(
     path: str | Path,
     layers: dict[str, pd.DataFrame],
@@ -214,44 +283,16 @@ def write_geopackage(
     update_time: datetime | None = None,
 ) -> Path:
     """Write tables and layers into one new GeoPackage 1.2 (atomically). Order of ``layers`` is
-    kept.
-
-    GeoDataFrames become spatial layers (polygons promoted to MultiPolygon); plain DataFrames
-    become attribute tables. ``styles`` (layer name -> style) become the ``layer_styles`` table,
-    one default row per layer, which QGIS reads when it opens the layer; ``update_time``
-    (default: now, UTC) is stamped on the rows.
+    kept. See :class:`GeoPackageWriter`; ``styles`` maps a layer name to its style.
     """
-    path = Path(path)
-    with atomic_path(path) as tmp:
+    styles = dict(styles or {})
+    unknown = sorted(set(styles) - set(layers))
+    if unknown:
+        raise ValueError(f"styles for layers not written: {', '.join(unknown)}")
+    with GeoPackageWriter(path, update_time=update_time) as gpkg:
         for name, df in layers.items():
-            kwargs: dict = {"layer": name, "driver": "GPKG", "append": tmp.exists()}
-            if not tmp.exists():
-                kwargs["dataset_options"] = {"VERSION": "1.2"}
-            if isinstance(df, gpd.GeoDataFrame):
-                kwargs["promote_to_multi"] = True
-                kwargs["geometry_type"] = "MultiPolygon"
-            kwargs["layer_options"] = {"IDENTIFIER": name}
-            try:
-                pyogrio.write_dataframe(df, tmp, **kwargs)
-            except _PYOGRIO_ERRORS as err:
-                raise _write_error(tmp, name, err) from err
-        if styles:
-            unknown = sorted(set(styles) - set(layers))
-            if unknown:
-                raise ValueError(f"styles for layers not written: {', '.join(unknown)}")
-            table = _layer_styles_table(tmp, styles, update_time or datetime.now(UTC))
-            try:
-                pyogrio.write_dataframe(
-                    table,
-                    tmp,
-                    layer="layer_styles",
-                    driver="GPKG",
-                    append=True,
-                    layer_options={"FID": "id", "IDENTIFIER": "layer_styles"},
-                )
-            except _PYOGRIO_ERRORS as err:
-                raise _write_error(tmp, "layer_styles", err) from err
-    return path
+            gpkg.add(name, df, style=styles.get(name))
+    return Path(path)
 
 
 def _layer_styles_table(

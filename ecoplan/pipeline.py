@@ -31,10 +31,10 @@ from ecoplan.buffers import BufferResult, vector_buffer, zone_rings
 from ecoplan.classify import check_codes, classify, code_histogram, lookup_table
 from ecoplan.errors import InputError
 from ecoplan.export import (
+    GeoPackageWriter,
     check_output_dir,
     staged_outputs,
     stale_temp_files,
-    write_geopackage,
     write_zone_raster,
 )
 from ecoplan.grid import Grid, metres_per_pixel, utm_crs_for
@@ -434,147 +434,76 @@ def _run_region(
             area_m2_after=plan.area_m2_after,
         )
 
-        progress("polygons")
-        ha = grid.pixel_area_m2 / 1e4
-        key = region.units.astype(np.int32) * N_CODES + zones
-        zpoly = vectorize(key, grid, mask=zones > 0)
-        unit_idx = zpoly["value"] // N_CODES
-        zcodes = zpoly["value"] % N_CODES
-        zone_layer = gpd.GeoDataFrame(
-            {
-                **_zone_fields(zcodes),
-                "area_ha": [
-                    float(plan.area_m2_before[u, z]) / 1e4
-                    for u, z in zip(unit_idx, zcodes, strict=True)
-                ],
-                "unit_id": [region.unit_ids[u - 1] for u in unit_idx],
-            },
-            geometry=zpoly.geometry.values,
+    progress("polygons")
+    # All outputs are committed together at the end: a failure leaves the previous ones. The
+    # layers go into the GeoPackage as they are made, so only one is in memory at a time.
+    with (
+        staged_outputs(),
+        GeoPackageWriter(gpkg_path) as gpkg,
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+        def add(name: str, layer: pd.DataFrame) -> None:
+            style = vector_styles(
+                {name: layer},
+                plan_rules=region.rules.plans,
+                buffer_rules=region.rules.buffers,
+            )
+            gpkg.add(name, layer, style=style.get(name))
+
+        zone_layer = _zone_layer(zones, region, plan.area_m2_before)
+        add("zones", zone_layer)
+        if plan.result is not None:  # else the proposed plan is today's zones: kept
+            zone_layer = None
+        buffer_layer, conflict_rows = _buffer_layers(region, zones, buffers)
+        # issue 4: land in a zone a constraint forbids
+        conflict_layer = gpd.GeoDataFrame(
+            conflict_rows + plan.conflict_rows,
+            columns=CONFLICT_COLUMNS,
+            geometry="geometry",
             crs=grid.crs,
         )
-        buffer_rows, conflict_rows = [], []
-        for b in buffers:
-            rings = b.rings
-            rule = b.rule
-            # ground areas (ecoplan.areas) in pixel-area units
-            rc = (
-                pair_areas_m2(rings, zones, n_a=len(rule.rings) + 1, n_b=N_CODES, grid=grid)
-                / grid.pixel_area_m2
-            )
-            restricted = [zone_code(z) for z in rule.restricted_zones]
-            if b.polygons is not None:
-                ring_geoms = dict(zip(b.polygons["ring"], b.polygons.geometry, strict=True))
-            else:
-                rp = vectorize(rings, grid)
-                ring_geoms = dict(zip(rp["value"], rp.geometry, strict=True))
-            for k, (inner, outer) in enumerate(rule.rings, start=1):
-                if k not in ring_geoms:
-                    continue
-                buffer_rows.append(
-                    {
-                        "rule_id": rule.id,
-                        "rule_name": rule.name_en,
-                        "rule_name_th": rule.name_th,
-                        "source": rule.source.describe(),
-                        "side": rule.side,
-                        "ring": k,
-                        "inner_m": inner,
-                        "distance_m": outer,
-                        "restricts": ",".join(rule.restricted_zones),
-                        "area_ha": float(rc[k, 1:].sum()) * ha,
-                        "geometry": ring_geoms[k],
-                    }
-                )
-            if restricted:
-                conflict = da.where(
-                    (rings > 0) & da.isin(zones, restricted),
-                    rings.astype(np.int32) * N_CODES + zones,
-                    0,
-                )
-                cp = vectorize(conflict.astype(np.int32), grid)
-                for value, geom in zip(cp["value"], cp.geometry, strict=True):
-                    k, z = divmod(int(value), N_CODES)
-                    conflict_rows.append(
-                        {
-                            "rule_id": rule.id,
-                            "rule_name": rule.name_en,
-                            **{f: v[0] for f, v in _zone_fields([z]).items()},
-                            "ring": k,
-                            "distance_m": rule.rings[k - 1][1],
-                            "area_ha": float(rc[k, z]) * ha,
-                            "geometry": geom,
-                        }
-                    )
+        add("buffer_zones", buffer_layer)
+        add("conflicts", conflict_layer)
+        buffer_table = pd.DataFrame(buffer_layer.drop(columns="geometry"))
+        conflict_table = pd.DataFrame(conflict_layer.drop(columns="geometry"))
+        del buffer_layer, conflict_layer
+        add("proportions", table)
+        # --- plan layers (issue 5, ecoplan.plans), from the proposed plan ---
+        plans = plans_for_region(region, zones, region.units, buffers, proposed=plan.proposed)
+        notes += plans.warnings
+        plan_areas = plans.areas()
+        for name, layer in plans.layers.items():
+            add(name, layer)
+        del plans
+        # issue 4: constraints and the proposed plan
+        add("constraint_zones", plan.constraint_layer)
+        if zone_layer is None:
+            zone_layer = _zone_layer(plan.proposed, region, plan.area_m2_after)
+        add("proposed_zones", zone_layer)
+        del zone_layer
+        add("zone_changes", plan.changes)
+        add("suitability_weights", plan.weights)
+        for note in notes:
+            log.info("%s", note)
 
-    conflict_rows += plan.conflict_rows  # issue 4: land in a zone a constraint forbids
-    buffer_cols = [
-        "rule_id",
-        "rule_name",
-        "rule_name_th",
-        "source",
-        "side",
-        "ring",
-        "inner_m",
-        "distance_m",
-        "restricts",
-        "area_ha",
-        "geometry",
-    ]
-    conflict_cols = [
-        "rule_id",
-        "rule_name",
-        "zone",
-        "zone_en",
-        "zone_th",
-        "ring",
-        "distance_m",
-        "area_ha",
-        "geometry",
-    ]
-    buffer_layer = gpd.GeoDataFrame(
-        buffer_rows, columns=buffer_cols, geometry="geometry", crs=grid.crs
-    )
-    conflict_layer = gpd.GeoDataFrame(
-        conflict_rows, columns=conflict_cols, geometry="geometry", crs=grid.crs
-    )
-    # --- plan layers (issue 5, ecoplan.plans); an allocation step passes proposed= here ---
-    plans = plans_for_region(region, zones, region.units, buffers, proposed=plan.proposed)
-    notes += plans.warnings
-    # --- end plan layers ---
-    for note in notes:
-        log.info("%s", note)
-
-    progress("write")
-    finished = datetime.now(UTC)
-    metadata = _metadata(region, started=started, finished=finished, notes=notes, histogram=hist)
-    tags = {
-        "ECOPLAN_VERSION": __version__,
-        "REGION_ID": cfg.id,
-        "RULES_SHA256": region.rules.digest(),
-        "CROSSWALK": region.crosswalk.name,
-    }
-    # all outputs are committed together at the end: a failure leaves the previous ones
-    with staged_outputs():
+        progress("write")
+        finished = datetime.now(UTC)
+        metadata = _metadata(
+            region, started=started, finished=finished, notes=notes, histogram=hist
+        )
+        add("run_metadata", metadata)
+        gpkg.update_time = finished
+        tags = {
+            "ECOPLAN_VERSION": __version__,
+            "REGION_ID": cfg.id,
+            "RULES_SHA256": region.rules.digest(),
+            "CROSSWALK": region.crosswalk.name,
+        }
         write_zone_raster(tif_path, zones, grid, tags=tags)
         write_zone_raster(proposed_path, plan.proposed, grid, tags={**tags, "PHASE": "proposed"})
-        gpkg_layers = {
-            "zones": zone_layer,
-            "buffer_zones": buffer_layer,
-            "conflicts": conflict_layer,
-            "proportions": table,
-            **plans.layers,
-            # issue 4: constraints and the proposed plan
-            "constraint_zones": plan.constraint_layer,
-            "proposed_zones": zone_layer if plan.zone_layer is None else plan.zone_layer,
-            "zone_changes": plan.changes,
-            "suitability_weights": plan.weights,
-            "run_metadata": metadata,
-        }
-        styles = vector_styles(
-            gpkg_layers, plan_rules=region.rules.plans, buffer_rules=region.rules.buffers
-        )
-        write_geopackage(gpkg_path, gpkg_layers, styles=styles, update_time=finished)
-        # --- report (issue 5, ecoplan.report); allocation / ML steps add their fields here ---
+        # --- report (issue 5, ecoplan.report) ---
         report = ReportData(
             region_id=cfg.id,
             name_en=cfg.region.name_en,
@@ -582,11 +511,11 @@ def _run_region(
             grid=grid,
             zones=zones,
             proportions=table,
-            buffers=pd.DataFrame(buffer_layer.drop(columns="geometry")),
-            conflicts=pd.DataFrame(conflict_layer.drop(columns="geometry")),
+            buffers=buffer_table,
+            conflicts=conflict_table,
             metadata=metadata,
             boundary=region.boundary,
-            plan_areas=plans.areas(),
+            plan_areas=plan_areas,
             warnings=notes,
             proposed=plan.proposed,  # issue 4: the proposed plan, its proportions and changes
             proportions_after=table.assign(
@@ -597,18 +526,125 @@ def _run_region(
             zone_changes=plan.changes,
         )
         write_report(report_path, report)
-    # --- end report ---
     return RunResult(
         region_id=cfg.id,
         geopackage=gpkg_path,
         zone_raster=tif_path,
         proportions=table,
-        conflicts=pd.DataFrame(conflict_layer.drop(columns="geometry")),
+        conflicts=conflict_table,
         warnings=notes,
         seconds=time.perf_counter() - t0,
         report=report_path,
-        plan_areas=report.plan_areas,
+        plan_areas=plan_areas,
     )
+
+
+BUFFER_COLUMNS = [
+    "rule_id",
+    "rule_name",
+    "rule_name_th",
+    "source",
+    "side",
+    "ring",
+    "inner_m",
+    "distance_m",
+    "restricts",
+    "area_ha",
+    "geometry",
+]
+CONFLICT_COLUMNS = [
+    "rule_id",
+    "rule_name",
+    "zone",
+    "zone_en",
+    "zone_th",
+    "ring",
+    "distance_m",
+    "area_ha",
+    "geometry",
+]
+
+
+def _zone_layer(zones: da.Array, region: Region, area_m2: np.ndarray) -> gpd.GeoDataFrame:
+    """The ``zones`` layer (or ``proposed_zones``): one feature per (unit, zone), dissolved;
+    ``area_m2[u, z]`` is the ground area of zone z in unit index u."""
+    key = region.units.astype(np.int32) * N_CODES + zones
+    poly = vectorize(key, region.grid, mask=zones > 0)
+    unit_idx = (poly["value"] // N_CODES).to_numpy()
+    codes = (poly["value"] % N_CODES).to_numpy()
+    return gpd.GeoDataFrame(
+        {
+            **_zone_fields(codes),
+            "area_ha": [float(area_m2[u, z]) / 1e4 for u, z in zip(unit_idx, codes, strict=True)],
+            "unit_id": [region.unit_ids[u - 1] for u in unit_idx],
+        },
+        geometry=poly.geometry.values,
+        crs=region.grid.crs,
+    )
+
+
+def _buffer_layers(region: Region, zones: da.Array, buffers: list[BufferResult]):
+    """The ``buffer_zones`` layer (one feature per rule and ring) and the rows of the buffer
+    conflicts (one per rule, ring and restricted zone found in it)."""
+    grid = region.grid
+    ha = grid.pixel_area_m2 / 1e4
+    buffer_rows, conflict_rows = [], []
+    for b in buffers:
+        rings, rule = b.rings, b.rule
+        # ground areas (ecoplan.areas) in pixel-area units
+        rc = (
+            pair_areas_m2(rings, zones, n_a=len(rule.rings) + 1, n_b=N_CODES, grid=grid)
+            / grid.pixel_area_m2
+        )
+        restricted = [zone_code(z) for z in rule.restricted_zones]
+        if b.polygons is not None:
+            ring_geoms = dict(zip(b.polygons["ring"], b.polygons.geometry, strict=True))
+        else:
+            rp = vectorize(rings, grid)
+            ring_geoms = dict(zip(rp["value"], rp.geometry, strict=True))
+        for k, (inner, outer) in enumerate(rule.rings, start=1):
+            if k not in ring_geoms:
+                continue
+            buffer_rows.append(
+                {
+                    "rule_id": rule.id,
+                    "rule_name": rule.name_en,
+                    "rule_name_th": rule.name_th,
+                    "source": rule.source.describe(),
+                    "side": rule.side,
+                    "ring": k,
+                    "inner_m": inner,
+                    "distance_m": outer,
+                    "restricts": ",".join(rule.restricted_zones),
+                    "area_ha": float(rc[k, 1:].sum()) * ha,
+                    "geometry": ring_geoms[k],
+                }
+            )
+        if not restricted or not rc[1:, restricted].any():
+            continue
+        conflict = da.where(
+            (rings > 0) & da.isin(zones, restricted),
+            rings.astype(np.int32) * N_CODES + zones,
+            0,
+        )
+        cp = vectorize(conflict.astype(np.int32), grid)
+        for value, geom in zip(cp["value"], cp.geometry, strict=True):
+            k, z = divmod(int(value), N_CODES)
+            conflict_rows.append(
+                {
+                    "rule_id": rule.id,
+                    "rule_name": rule.name_en,
+                    **{f: v[0] for f, v in _zone_fields([z]).items()},
+                    "ring": k,
+                    "distance_m": rule.rings[k - 1][1],
+                    "area_ha": float(rc[k, z]) * ha,
+                    "geometry": geom,
+                }
+            )
+    buffer_layer = gpd.GeoDataFrame(
+        buffer_rows, columns=BUFFER_COLUMNS, geometry="geometry", crs=grid.crs
+    )
+    return buffer_layer, conflict_rows
 
 
 def _metadata(region: Region, *, started, finished, notes, histogram) -> pd.DataFrame:
