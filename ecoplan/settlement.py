@@ -28,6 +28,7 @@ from scipy import ndimage, signal
 
 from ecoplan.classify import BUILT_UP
 from ecoplan.components import label_components
+from ecoplan.kernels import kernel_runs, window_sum
 from ecoplan.rules import UrbanRuralSettings
 from ecoplan.zones import NODATA, zone_code
 
@@ -35,6 +36,7 @@ __all__ = [
     "window_kernel",
     "window_count",
     "built_share_block",
+    "dense_block",
     "built_share",
     "split_built_up",
     "population_urban_cells",
@@ -63,11 +65,16 @@ def _built_mask(zones: np.ndarray, built_codes: tuple[int, ...]) -> np.ndarray:
 
 
 def window_count(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Number of true pixels of ``mask`` under the 0/1 ``kernel`` centred on each pixel.
+    """Number of true pixels of ``mask`` under the 0/1 ``kernel`` centred on each pixel (float64).
 
-    Small kernels are summed directly; large ones by FFT, rounded to the nearest integer (the
-    counts are integers and the FFT error is far below 0.5), so both are exact.
+    Kernels whose rows are single runs (every :func:`window_kernel`) are summed exactly in
+    integers from row-wise prefix sums (:func:`ecoplan.kernels.window_sum`); any other kernel
+    directly when small, by FFT (rounded: the counts are integers and the FFT error is far below
+    0.5) when large.
     """
+    runs = kernel_runs(kernel)
+    if runs is not None:
+        return window_sum(np.asarray(mask, dtype=bool), *runs).astype(np.float64)
     m = mask.astype(np.float64)
     if kernel.size <= 49:
         return ndimage.correlate(m, kernel, mode="constant", cval=0.0)
@@ -76,18 +83,43 @@ def window_count(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return np.rint(full[r0 : r0 + m.shape[0], r1 : r1 + m.shape[1]])
 
 
+def _counts(zones: np.ndarray, kernel: np.ndarray, built_codes: tuple[int, ...]):
+    """Mapped (zone != 0) and built-up pixels in the window around each pixel, and ``valid``."""
+    valid = zones != NODATA
+    built = _built_mask(zones, built_codes) & valid
+    runs = kernel_runs(kernel)
+    if runs is not None and np.count_nonzero(kernel) < 2**16:
+        # both counts in one pass: mapped in the low 16 bits, built-up in the high 16 bits
+        packed = valid.view(np.uint8).astype(np.uint32)
+        packed |= built.view(np.uint8).astype(np.uint32) << 16
+        s = window_sum(packed, *runs)
+        return (s & 0xFFFF).astype(np.float64), (s >> 16).astype(np.float64), valid
+    return window_count(valid, kernel), window_count(built, kernel), valid
+
+
 def built_share_block(
     zones: np.ndarray, *, kernel: np.ndarray, built_codes: tuple[int, ...]
 ) -> np.ndarray:
     """Built-up share (0–1, float64) in the window around each pixel; NaN on nodata. Halo: r."""
-    valid = zones != NODATA
-    built = _built_mask(zones, built_codes) & valid
-    n_valid = window_count(valid, kernel)
-    n_built = window_count(built, kernel)
+    n_valid, n_built, valid = _counts(zones, kernel, built_codes)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = n_built / n_valid
     share[~valid] = np.nan
     return share
+
+
+def dense_block(
+    zones: np.ndarray, *, kernel: np.ndarray, built_codes: tuple[int, ...], threshold: float
+) -> np.ndarray:
+    """1 where the built-up share is dense (``>= threshold``), else 0 (uint8). Halo: r.
+
+    The same as :func:`built_share_block` then the threshold, without the float64 share array.
+    """
+    n_valid, n_built, valid = _counts(zones, kernel, built_codes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.divide(n_built, n_valid, out=n_built)
+    # a relative tolerance keeps a share exactly at the threshold dense (7/14 >= 0.5)
+    return ((share >= threshold * (1 - 1e-9)) & valid).view(np.uint8)
 
 
 def built_share(zones: da.Array, settings: UrbanRuralSettings, *, pixel_size_m: float) -> da.Array:
@@ -112,9 +144,21 @@ def built_share(zones: da.Array, settings: UrbanRuralSettings, *, pixel_size_m: 
     )
 
 
-def _dense_block(share: np.ndarray, *, threshold: float) -> np.ndarray:
-    # a relative tolerance keeps a share exactly at the threshold dense (7/14 >= 0.5)
-    return (share >= threshold * (1 - 1e-9)).astype(np.uint8)
+def _dense(zones: da.Array, settings: UrbanRuralSettings, *, pixel_size_m: float) -> da.Array:
+    """:func:`dense_block` mapped over a dask array with the halo it needs."""
+    kernel = window_kernel(settings.radius_m, pixel_size_m, shape=settings.window)
+    halo = kernel.shape[0] // 2
+    kw = dict(
+        kernel=kernel,
+        built_codes=tuple(zone_code(z) for z in settings.counts_as_built_up),
+        threshold=settings.min_built_share,
+    )
+    if halo == 0:
+        return zones.map_blocks(dense_block, dtype=np.uint8, **kw)
+    depth = {0: min(halo, zones.shape[0]), 1: min(halo, zones.shape[1])}
+    return zones.map_overlap(
+        dense_block, depth=depth, boundary=NODATA, trim=True, dtype=np.uint8, **kw
+    )
 
 
 def _split_block(zones: np.ndarray, urban: np.ndarray) -> np.ndarray:
@@ -135,8 +179,7 @@ def split_built_up(
         return da.where(zones == BUILT_UP, zone_code("rural"), zones).astype(zones.dtype)
     if settings.method == "population":
         raise ValueError("method 'population' needs the population grid: use split_by_population")
-    share = built_share(zones, settings, pixel_size_m=pixel_size_m)
-    dense = share.map_blocks(_dense_block, threshold=settings.min_built_share, dtype=np.uint8)
+    dense = _dense(zones, settings, pixel_size_m=pixel_size_m)
     comps = label_components(dense, connectivity=settings.connectivity)
     pixel_ha = pixel_size_m**2 / 1e4
     big = comps.sizes * pixel_ha >= settings.min_cluster_area_ha * (1 - 1e-9)
