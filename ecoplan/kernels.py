@@ -156,7 +156,7 @@ def _union(parent, a, b):
 
 
 @numba.njit(cache=True, nogil=True)
-def _label_equal(values, eight, out, counts, firsts):
+def _label_equal(values, eight, out):
     h, w = values.shape
     parent = np.empty(h * w + 1, np.int32)
     start = np.empty(h * w + 1, np.int64)  # flat index of the pixel that created each label
@@ -209,6 +209,7 @@ def _label_equal(values, eight, out, counts, firsts):
     # the order of their first pixel (row-major)
     final = np.empty(n + 1, np.int32)
     final[0] = 0
+    firsts = np.empty(n, np.int64)
     k = 0
     for x in range(1, n + 1):
         p = parent[x]
@@ -218,12 +219,13 @@ def _label_equal(values, eight, out, counts, firsts):
             firsts[k - 1] = start[x]
         else:
             final[x] = final[p]
+    counts = np.zeros(k + 1, np.int64)
     for i in range(h):
         for j in range(w):
             f = final[out[i, j]]
             out[i, j] = f
             counts[f] += 1
-    return k
+    return counts[1:], firsts[:k]
 
 
 def label_equal(values: np.ndarray, *, connectivity: int = 8):
@@ -238,10 +240,8 @@ def label_equal(values: np.ndarray, *, connectivity: int = 8):
     if values.dtype == np.bool_:
         values = values.view(np.uint8)
     out = np.empty(values.shape, np.int32)
-    counts = np.zeros(values.size + 1, np.int64)
-    firsts = np.empty(values.size, np.int64)
-    n = _label_equal(values, connectivity == 8, out, counts, firsts)
-    return out, counts[1 : n + 1].copy(), firsts[:n].copy()
+    counts, firsts = _label_equal(values, connectivity == 8, out)
+    return out, counts, firsts
 
 
 # --- moving-window counts (exact, integer) -----------------------------------------------------
@@ -323,28 +323,91 @@ def window_sum(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray
     return out
 
 
+@numba.njit(cache=True, nogil=True)
+def _dense(zones, packed_lut, lo, hi, pad, threshold, out):
+    h, w = zones.shape
+    pre = np.empty((h, w + 1 + 2 * pad), np.uint32)
+    for i in range(h):
+        for k in range(pad + 1):
+            pre[i, k] = 0
+        s = np.uint32(0)
+        for j in range(w):
+            s += packed_lut[zones[i, j]]
+            pre[i, pad + j + 1] = s
+        for k in range(pad + w + 1, pre.shape[1]):
+            pre[i, k] = s
+    acc = np.empty(w, np.uint32)
+    r = lo.shape[0] // 2
+    for i in range(h):
+        acc[:] = 0
+        for d in range(lo.shape[0]):
+            ii = i + d - r
+            if lo[d] > hi[d] or ii < 0 or ii >= h:
+                continue
+            row = pre[ii]
+            ra = row[pad + lo[d] : pad + lo[d] + w]
+            rb = row[pad + hi[d] + 1 : pad + hi[d] + 1 + w]
+            for j in range(w):
+                acc[j] += rb[j] - ra[j]
+        for j in range(w):
+            if zones[i, j] == 0:
+                out[i, j] = 0
+            else:
+                share = np.float64(acc[j] >> np.uint32(16)) / np.float64(acc[j] & np.uint32(0xFFFF))
+                out[i, j] = 1 if share >= threshold else 0
+
+
+def dense_share(
+    zones: np.ndarray, built: np.ndarray, lo: np.ndarray, hi: np.ndarray, threshold: float
+) -> np.ndarray:
+    """1 where ``built / mapped >= threshold`` in the window around a mapped pixel, else 0.
+
+    ``zones`` are uint8 (0 = not mapped); ``built[z]`` says whether zone ``z`` is built-up
+    (256 entries). The window is given by row runs as for :func:`window_sum`; both counts are
+    packed into one uint32 (mapped in the low, built-up in the high 16 bits), so the window
+    must hold fewer than 2**16 pixels. The share is the same float64 division as numpy's.
+    """
+    zones = np.ascontiguousarray(zones, dtype=np.uint8)
+    lo = np.asarray(lo, np.int64)
+    hi = np.asarray(hi, np.int64)
+    pad = int(max(np.abs(lo).max(initial=0), np.abs(hi).max(initial=0) + 1))
+    out = np.empty(zones.shape, np.uint8)
+    # per zone code: 1 (mapped) + 2**16 (built-up); 0 for code 0 (not mapped)
+    packed = (np.arange(256) != 0).astype(np.uint32) + (np.asarray(built, np.uint32) << 16)
+    packed[0] = 0
+    _dense(zones, packed, lo, hi, pad, float(threshold), out)
+    return out
+
+
 # --- minimum mapping unit: stable pixels touching small patches --------------------------------
 
 
 @numba.njit(cache=True, nogil=True)
-def _touch_rows(small, zones, eight, fill, out_lab, out_zone):
+def _touch_rows(small, zones, eight):
     # small, zones: (h + 2, w + 2) with a one-pixel halo; small = patch id where the pixel is in a
     # small patch, else 0. For every stable core pixel (zone != 0, not small), each distinct small
     # patch among its neighbours gives one row (patch, zone of the pixel).
     h, w = zones.shape[0] - 2, zones.shape[1] - 2
     nb = np.empty(8, np.int64)
+    cap = 1024
+    out_lab = np.empty(cap, np.int64)
+    out_zone = np.empty(cap, np.int64)
     n = 0
     for i in range(1, h + 1):
         for j in range(1, w + 1):
             z = zones[i, j]
             if z == 0 or small[i, j] != 0:
                 continue
+            near = small[i - 1, j] | small[i + 1, j] | small[i, j - 1] | small[i, j + 1]
+            if eight:
+                near |= small[i - 1, j - 1] | small[i - 1, j + 1]
+                near |= small[i + 1, j - 1] | small[i + 1, j + 1]
+            if near == 0:  # the common case: no small patch around
+                continue
             m = 0
             for dy in range(-1, 2):
                 for dx in range(-1, 2):
-                    if dy == 0 and dx == 0:
-                        continue
-                    if not eight and dy != 0 and dx != 0:
+                    if (dy == 0 and dx == 0) or (not eight and dy != 0 and dx != 0):
                         continue
                     s = small[i + dy, j + dx]
                     if s == 0:
@@ -357,12 +420,21 @@ def _touch_rows(small, zones, eight, fill, out_lab, out_zone):
                     if not seen:
                         nb[m] = s
                         m += 1
+            if m == 0:
+                continue
+            if n + m > cap:
+                cap *= 2
+                grown = np.empty(cap, np.int64)
+                grown[:n] = out_lab[:n]
+                out_lab = grown
+                grown = np.empty(cap, np.int64)
+                grown[:n] = out_zone[:n]
+                out_zone = grown
             for t in range(m):
-                if fill:
-                    out_lab[n] = nb[t]
-                    out_zone[n] = z
+                out_lab[n] = nb[t]
+                out_zone[n] = z
                 n += 1
-    return n
+    return out_lab[:n].copy(), out_zone[:n].copy()
 
 
 def touch_rows(small: np.ndarray, zones: np.ndarray, *, connectivity: int):
@@ -370,11 +442,4 @@ def touch_rows(small: np.ndarray, zones: np.ndarray, *, connectivity: int):
 
     ``small`` (patch id in small patches, else 0) and ``zones`` carry a one-pixel halo.
     """
-    small = np.ascontiguousarray(small, dtype=np.int64)
-    zones = np.ascontiguousarray(zones, dtype=np.int64)
-    e = np.empty(0, np.int64)
-    n = _touch_rows(small, zones, connectivity == 8, False, e, e)
-    lab = np.empty(n, np.int64)
-    zone = np.empty(n, np.int64)
-    _touch_rows(small, zones, connectivity == 8, True, lab, zone)
-    return lab, zone
+    return _touch_rows(np.ascontiguousarray(small), np.ascontiguousarray(zones), connectivity == 8)

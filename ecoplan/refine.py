@@ -114,7 +114,14 @@ def refine_zones(
                 f"{ur.min_cluster_population:g} inhabitants"
             )
         else:
-            zones = keep(split_built_up(zones, ur, pixel_size_m=grid.pixel_size_m))
+            split = split_built_up(
+                zones,
+                ur,
+                pixel_size_m=grid.pixel_size_m,
+                budget_bytes=budget_bytes,
+                folder=folder,
+            )
+            zones = keep(split)
             how = (
                 f"{ur.method}; radius {ur.radius_m:g} m, share >= {ur.min_built_share:g}, "
                 f"clusters >= {ur.min_cluster_area_ha:g} ha"

@@ -28,8 +28,9 @@ from scipy import ndimage, signal
 
 from ecoplan.classify import BUILT_UP
 from ecoplan.components import label_components
-from ecoplan.kernels import kernel_runs, window_sum
+from ecoplan.kernels import dense_share, kernel_runs, window_sum
 from ecoplan.rules import UrbanRuralSettings
+from ecoplan.spill import hold
 from ecoplan.zones import NODATA, zone_code
 
 __all__ = [
@@ -115,11 +116,17 @@ def dense_block(
 
     The same as :func:`built_share_block` then the threshold, without the float64 share array.
     """
+    # a relative tolerance keeps a share exactly at the threshold dense (7/14 >= 0.5)
+    limit = threshold * (1 - 1e-9)
+    runs = kernel_runs(kernel)
+    if runs is not None and np.count_nonzero(kernel) < 2**16 and zones.dtype == np.uint8:
+        built = np.zeros(256, np.uint8)
+        built[[c for c in (BUILT_UP, *built_codes) if 0 < c < 256]] = 1
+        return dense_share(zones, built, *runs, limit)
     n_valid, n_built, valid = _counts(zones, kernel, built_codes)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.divide(n_built, n_valid, out=n_built)
-    # a relative tolerance keeps a share exactly at the threshold dense (7/14 >= 0.5)
-    return ((share >= threshold * (1 - 1e-9)) & valid).view(np.uint8)
+    return ((share >= limit) & valid).view(np.uint8)
 
 
 def built_share(zones: da.Array, settings: UrbanRuralSettings, *, pixel_size_m: float) -> da.Array:
@@ -170,9 +177,18 @@ def _split_block(zones: np.ndarray, urban: np.ndarray) -> np.ndarray:
 
 
 def split_built_up(
-    zones: da.Array, settings: UrbanRuralSettings, *, pixel_size_m: float
+    zones: da.Array,
+    settings: UrbanRuralSettings,
+    *,
+    pixel_size_m: float,
+    budget_bytes: int | None = None,
+    folder=None,
 ) -> da.Array:
-    """Zones with every :data:`BUILT_UP` pixel made urban or rural (see the module docstring)."""
+    """Zones with every :data:`BUILT_UP` pixel made urban or rural (see the module docstring).
+
+    The dense-pixel raster is computed once and kept (:func:`ecoplan.spill.hold`: in memory,
+    or in a temporary file in ``folder`` when larger than ``budget_bytes``).
+    """
     if settings.method == "all_urban":
         return da.where(zones == BUILT_UP, zone_code("urban"), zones).astype(zones.dtype)
     if settings.method == "all_rural":
@@ -180,6 +196,7 @@ def split_built_up(
     if settings.method == "population":
         raise ValueError("method 'population' needs the population grid: use split_by_population")
     dense = _dense(zones, settings, pixel_size_m=pixel_size_m)
+    dense = hold(dense, budget_bytes=budget_bytes, folder=folder)
     comps = label_components(dense, connectivity=settings.connectivity)
     pixel_ha = pixel_size_m**2 / 1e4
     big = comps.sizes * pixel_ha >= settings.min_cluster_area_ha * (1 - 1e-9)
