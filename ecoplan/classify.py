@@ -15,6 +15,7 @@ import dask.array as da
 import numpy as np
 
 from ecoplan.errors import CrosswalkError
+from ecoplan.kernels import lookup
 from ecoplan.rules import SPLIT_ZONE, Crosswalk
 from ecoplan.zones import NODATA, zone_code
 
@@ -71,16 +72,27 @@ def lookup_table(crosswalk: Crosswalk, *, max_code: int) -> np.ndarray:
 
 
 def apply_lookup(codes: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """Zone codes for a block of class codes. Negative codes (no data) give 0. Halo: 0."""
-    out = np.zeros(codes.shape, dtype=np.uint8)
-    valid = (codes >= 0) & (codes < len(lut))
-    out[valid] = lut[codes[valid]]
-    return out
+    """Zone codes for a block of class codes. Negative codes (no data) give 0. Halo: 0.
+
+    One pass (:func:`ecoplan.kernels.lookup`); codes at or beyond the end of ``lut`` give 0.
+    """
+    return lookup(codes, lut)
+
+
+BINCOUNT_MAX = 1 << 20
+"""Above this largest code a block's histogram sorts (``np.unique``) instead of counting."""
 
 
 def block_histogram(codes: np.ndarray, inside: np.ndarray) -> dict[int, int]:
     """Pixel count per class code in a block, where ``inside`` is non-zero. Halo: 0."""
     sel = codes[(inside > 0) & (codes >= 0)]
+    if len(sel) == 0:
+        return {}
+    top = int(sel.max())
+    if top <= BINCOUNT_MAX:
+        counts = np.bincount(sel, minlength=top + 1)
+        values = np.flatnonzero(counts)
+        return dict(zip(values.tolist(), counts[values].tolist(), strict=True))
     values, counts = np.unique(sel, return_counts=True)
     return dict(zip(values.tolist(), counts.tolist(), strict=True))
 

@@ -1,15 +1,18 @@
 """Connected components (patches) of a chunked raster, whole across chunk borders.
 
-Each block is labelled on its own with :func:`scipy.ndimage.label` (one pass per value), giving
-provisional labels unique over the whole array. The pixel pairs that touch across chunk seams
-join provisional labels; a graph of those joins (:func:`scipy.sparse.csgraph.connected_components`)
-merges them. A component's final label is the smallest provisional label it contains, so the
-partition into components is exactly that of :func:`scipy.ndimage.label` on the whole array,
-whatever the chunking (the label numbers themselves depend on the chunking; their grouping and
-sizes do not).
+Each block is labelled on its own (:func:`ecoplan.kernels.label_equal`: union-find over equal
+neighbouring values, one scan for all values), giving labels ``1..n`` per block; block ``b``'s
+label ``k`` is the provisional label ``base[b] + k``, unique over the whole array. The pixel
+pairs that touch across chunk seams join provisional labels; a graph of those joins
+(:func:`scipy.sparse.csgraph.connected_components`) merges them. Components are numbered
+``1..n`` in the order of their smallest provisional label, so the partition into components is
+exactly that of :func:`scipy.ndimage.label` on the whole array, whatever the chunking (the
+label numbers themselves depend on the chunking; their grouping and sizes do not).
 
-Memory: the per-label tables hold one row per provisional label; the seam pairs hold two rows or
-columns per chunk border. No block is ever loaded with its neighbours.
+No label array is kept: :attr:`Components.labels` and :meth:`Components.lookup` label each
+block again when computed (a fast, deterministic pass) and map its local labels through a
+table. Memory: one table row per provisional label; the seam lines hold two rows or columns
+per chunk border.
 """
 
 from __future__ import annotations
@@ -17,12 +20,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import dask
 import dask.array as da
 import numpy as np
 from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
+
+from ecoplan.kernels import label_equal
 
 __all__ = ["Components", "structure", "label_block", "label_components", "per_block"]
 
@@ -41,64 +45,66 @@ def label_block(values: np.ndarray, *, connectivity: Connectivity, offset: int =
 
     Labels are ``offset + 1 …``; patches of different values never share a label.
     """
-    out = np.zeros(values.shape, dtype=np.int64)
-    st = structure(connectivity)
-    next_label = offset
-    if values.dtype.kind in "ub" and values.dtype.itemsize <= 2:
-        present = np.flatnonzero(np.bincount(values.ravel(), minlength=1))  # faster than unique
-    else:
-        present = np.unique(values)
-    for v in present:
-        if v == 0:
-            continue
-        lab, n = ndimage.label(values == v, structure=st)
-        sel = lab > 0
-        out[sel] = lab[sel] + next_label
-        next_label += n
+    structure(connectivity)
+    lab, _, _ = label_equal(_as_int(values), connectivity=connectivity)
+    out = lab.astype(np.int64)
+    if offset:
+        out[lab > 0] += offset
     return out
+
+
+def _as_int(values: np.ndarray) -> np.ndarray:
+    if values.dtype.kind in "iub":
+        return values
+    return values.astype(np.int64)
 
 
 @dataclass(frozen=True)
 class Components:
-    """Patches of a raster: a lazy label array and a table of the labels and their sizes.
+    """Patches of a raster: a table of their labels and sizes, and lazy per-pixel lookups.
 
-    ``labels`` is int64, 0 outside every patch. ``ids`` is sorted; ``sizes[i]`` is the pixel
-    count and ``values[i]`` the raster value of the patch labelled ``ids[i]``.
+    ``ids`` is ``1..n`` (sorted); ``sizes[i]`` is the pixel count and ``values[i]`` the raster
+    value of the patch labelled ``ids[i]``. :attr:`labels` is the lazy int64 label array (0
+    outside every patch).
     """
 
-    labels: da.Array
     ids: np.ndarray
     sizes: np.ndarray
     values: np.ndarray
+    source: da.Array
+    connectivity: Connectivity
+    bases: np.ndarray  # first provisional label - 1 of each block (row-major block order)
+    counts: np.ndarray  # number of local labels of each block
+    remap: np.ndarray  # component id of each provisional label (1-based labels, 0-based index)
+
+    @property
+    def labels(self) -> da.Array:
+        return self._map(self.remap, 0, np.dtype(np.int64))
 
     def lookup(self, table_ids: np.ndarray, table_values: np.ndarray, fill=0) -> da.Array:
         """A lazy array holding ``table_values[k]`` where the label is ``table_ids[k]``."""
-        order = np.argsort(table_ids)
-        keys = np.asarray(table_ids)[order]
-        vals = np.asarray(table_values)[order]
-        return self.labels.map_blocks(_map_block, keys, vals, fill, dtype=vals.dtype)
+        table_ids = np.asarray(table_ids, dtype=np.int64)
+        table_values = np.asarray(table_values)
+        dense = np.full(len(self.ids) + 1, fill, dtype=table_values.dtype)
+        ok = (table_ids >= 1) & (table_ids <= len(self.ids))
+        dense[table_ids[ok]] = table_values[ok]
+        return self._map(dense[self.remap], fill, table_values.dtype)
 
+    def _map(self, table: np.ndarray, fill, dtype) -> da.Array:
+        """Each pixel's provisional label mapped through ``table`` (``fill`` on background)."""
+        ncol = self.source.numblocks[1]
+        bases, counts, conn = self.bases, self.counts, self.connectivity
 
-def _map_block(labels, keys, vals, fill):
-    out = np.full(labels.shape, fill, dtype=vals.dtype)
-    if len(keys) == 0:
-        return out
-    pos = np.searchsorted(keys, labels)
-    pos = np.clip(pos, 0, len(keys) - 1)
-    hit = (keys[pos] == labels) & (labels > 0)
-    out[hit] = vals[pos[hit]]
-    return out
+        def block(v, block_info=None):
+            i, j = block_info[0]["chunk-location"]
+            k = i * ncol + j
+            lab, _, _ = label_equal(_as_int(v), connectivity=conn)
+            ext = np.empty(int(counts[k]) + 1, dtype=dtype)
+            ext[0] = fill
+            ext[1:] = table[bases[k] : bases[k] + counts[k]]
+            return ext[lab]
 
-
-def _provisional(values: da.Array, connectivity: Connectivity) -> da.Array:
-    nrow, ncol = values.numblocks
-    stride = int(max(values.chunks[0]) * max(values.chunks[1]))
-
-    def block(v, block_info=None):
-        i, j = block_info[0]["chunk-location"]
-        return label_block(v, connectivity=connectivity, offset=(i * ncol + j) * stride)
-
-    return values.map_blocks(block, dtype=np.int64, meta=np.empty((0, 0), np.int64))
+        return self.source.map_blocks(block, dtype=dtype, meta=np.empty((0, 0), dtype))
 
 
 def per_block(func, *arrays: da.Array, **kwargs) -> da.Array:
@@ -119,10 +125,21 @@ def per_block(func, *arrays: da.Array, **kwargs) -> da.Array:
     )
 
 
-def _block_table(labels: np.ndarray, values: np.ndarray):
-    sel = labels > 0
-    ids, first, counts = np.unique(labels[sel], return_index=True, return_counts=True)
-    return ids, counts, values[sel][first]
+def block_summary(values: np.ndarray, *, connectivity: Connectivity) -> dict:
+    """One block's patches: their count, sizes and values, and the labels and values of its
+    four edge lines (for the seams)."""
+    lab, counts, first = label_equal(_as_int(values), connectivity=connectivity)
+    return {
+        "n": len(counts),
+        "sizes": counts,
+        "values": values.ravel()[first].astype(np.int64),
+        "edges": {
+            "top": (lab[0].copy(), values[0].copy()),
+            "bottom": (lab[-1].copy(), values[-1].copy()),
+            "left": (lab[:, 0].copy(), values[:, 0].copy()),
+            "right": (lab[:, -1].copy(), values[:, -1].copy()),
+        },
+    }
 
 
 def _seam_pairs(a_lab, b_lab, a_val, b_val, connectivity) -> np.ndarray:
@@ -146,47 +163,65 @@ def label_components(values: da.Array, *, connectivity: Connectivity = 8) -> Com
     those of :func:`scipy.ndimage.label` on the whole array (per value), for any chunking.
     """
     structure(connectivity)  # validates
-    values = values.astype(np.int64) if values.dtype.kind not in "iu" else values
-    prov = _provisional(values, connectivity)
-    tables = per_block(_block_table, prov, values)
-    rows = np.cumsum(values.chunks[0])[:-1]
-    cols = np.cumsum(values.chunks[1])[:-1]
-    lines = []
-    if len(rows):
-        lines += [prov[rows - 1, :], prov[rows, :], values[rows - 1, :], values[rows, :]]
-    if len(cols):
-        lines += [prov[:, cols - 1].T, prov[:, cols].T, values[:, cols - 1].T, values[:, cols].T]
-    tables, lines = dask.compute(tables, lines)
-    tables = tables.ravel().tolist()
+    nr, nc = values.numblocks
+    summaries = per_block(block_summary, values, connectivity=connectivity).compute()
+    return components_from_summaries(summaries, values, connectivity=connectivity)
+
+
+def components_from_summaries(
+    summaries: np.ndarray, values: da.Array, *, connectivity: Connectivity
+) -> Components:
+    """Merge the :func:`block_summary` of every block (an object array, one per block)."""
+    nr, nc = summaries.shape
+    flat = summaries.ravel().tolist()
+    counts = np.array([s["n"] for s in flat], dtype=np.int64)
+    bases = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.int64)
+    n = int(counts.sum())
+    sizes = np.concatenate([s["sizes"] for s in flat]) if n else np.empty(0, np.int64)
+    vals = np.concatenate([s["values"] for s in flat]) if n else np.empty(0, np.int64)
+
+    def line(i, j, side):
+        lab, val = flat[i * nc + j]["edges"][side]
+        g = lab.astype(np.int64)
+        g[lab > 0] += bases[i * nc + j]
+        return g, val
+
     seams = []
-    for k in range(0, len(lines), 4):
-        la, lb, va, vb = (np.asarray(x) for x in lines[k : k + 4])
-        for i in range(la.shape[0]):
-            seams.append(_seam_pairs(la[i], lb[i], va[i], vb[i], connectivity))
-    ids = np.concatenate([t[0] for t in tables]) if tables else np.empty(0, np.int64)
-    counts = np.concatenate([t[1] for t in tables]) if tables else np.empty(0, np.int64)
-    vals = np.concatenate([t[2] for t in tables]) if tables else np.empty(0, np.int64)
-    order = np.argsort(ids)
-    ids, counts, vals = ids[order], counts[order], vals[order]
-    n = len(ids)
+    for i in range(1, nr):  # horizontal seams: bottom of row i - 1 against top of row i
+        a = [line(i - 1, j, "bottom") for j in range(nc)]
+        b = [line(i, j, "top") for j in range(nc)]
+        seams.append(_seam_pairs(*_cat(a, b), connectivity))
+    for j in range(1, nc):  # vertical seams: right of column j - 1 against left of column j
+        a = [line(i, j - 1, "right") for i in range(nr)]
+        b = [line(i, j, "left") for i in range(nr)]
+        seams.append(_seam_pairs(*_cat(a, b), connectivity))
     if n == 0:
-        empty = np.empty(0, np.int64)
-        return Components(prov, empty, empty, empty)
+        e = np.empty(0, np.int64)
+        return Components(e, e, e, values, connectivity, bases, counts, e)
     pairs = np.concatenate(seams) if seams else np.empty((0, 2), np.int64)
     if len(pairs):
-        ia = np.searchsorted(ids, pairs[:, 0])
-        ib = np.searchsorted(ids, pairs[:, 1])
-        graph = coo_matrix((np.ones(len(ia), np.int8), (ia, ib)), shape=(n, n))
-        _, comp = connected_components(graph, directed=False)
+        graph = coo_matrix(
+            (np.ones(len(pairs), np.int8), (pairs[:, 0] - 1, pairs[:, 1] - 1)), shape=(n, n)
+        )
+        ncomp, comp = connected_components(graph, directed=False)
     else:
-        comp = np.arange(n)
-    ncomp = int(comp.max()) + 1
+        ncomp, comp = n, np.arange(n)
     root = np.full(ncomp, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(root, comp, ids)
-    size = np.bincount(comp, weights=counts, minlength=ncomp).astype(np.int64)
+    np.minimum.at(root, comp, np.arange(n, dtype=np.int64))
+    rank = np.empty(ncomp, np.int64)
+    rank[np.argsort(root)] = np.arange(1, ncomp + 1)
+    remap = rank[comp]  # provisional label - 1 -> component id (1..ncomp, by smallest label)
+    size = np.bincount(remap, weights=sizes, minlength=ncomp + 1)[1:].astype(np.int64)
     value = np.zeros(ncomp, dtype=np.int64)
-    value[comp] = vals
-    remap = root[comp]  # provisional id -> final id
-    labels = prov.map_blocks(_map_block, ids, remap, 0, dtype=np.int64)
-    order = np.argsort(root)
-    return Components(labels, root[order], size[order], value[order])
+    value[remap - 1] = vals
+    ids = np.arange(1, ncomp + 1, dtype=np.int64)
+    return Components(ids, size, value, values, connectivity, bases, counts, remap)
+
+
+def _cat(a, b):
+    return (
+        np.concatenate([x[0] for x in a]),
+        np.concatenate([x[0] for x in b]),
+        np.concatenate([x[1] for x in a]),
+        np.concatenate([x[1] for x in b]),
+    )

@@ -455,6 +455,29 @@ def _transformer(src_crs: CRS, dst_crs: CRS) -> Transformer:
     return cache[key]
 
 
+def _axis_pixels(grid: Grid, info: RasterInfo, r0, r1, c0, c1) -> tuple[np.ndarray, np.ndarray]:
+    """Source row of each grid row and source column of each grid column (same CRS only).
+
+    With one CRS and north-up transforms the source column of a pixel depends on its column
+    alone (and the row on its row), so this gives exactly :func:`source_pixels` on the meshgrid.
+    """
+    cols = np.arange(c0, c1, dtype=np.float64) + 0.5
+    rows = np.arange(r0, r1, dtype=np.float64) + 0.5
+    t = grid.transform
+    xs = t.c + t.a * cols
+    ys = t.f + t.e * rows
+    inv = ~info.transform
+    col = np.floor(inv.a * xs + inv.b * 0.0 + inv.c).astype(np.int64)
+    row = np.floor(inv.d * 0.0 + inv.e * ys + inv.f).astype(np.int64)
+    return row, col
+
+
+def _separable(grid: Grid, info: RasterInfo) -> bool:
+    """True when source rows and columns depend on grid rows and columns alone."""
+    g, s = grid.transform, info.transform
+    return info.crs == grid.crs and g.b == g.d == 0 and s.b == s.d == 0
+
+
 def source_pixels(
     grid: Grid, info: RasterInfo, r0: int, r1: int, c0: int, c1: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -477,21 +500,53 @@ def source_pixels(
     return row, col
 
 
+def _read_window(path: str, rmin: int, rmax: int, cmin: int, cmax: int):
+    window = Window(cmin, rmin, cmax - cmin, rmax - rmin)
+    try:
+        with rasterio.open(path) as src:
+            data = src.read(1, window=window, masked=True)
+    except RasterioIOError as err:
+        raise InputError(
+            f"{path}: cannot read pixels ({_short(err)}); is the file complete?"
+        ) from err
+    return data
+
+
+def _to_codes(values: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Class codes as int32 (through int64, as the general path), :data:`NO_CODE` under mask."""
+    if (
+        values.dtype.kind == "u"
+        and values.dtype.itemsize <= 2
+        or (values.dtype.kind == "i" and values.dtype.itemsize <= 4)
+    ):
+        out = values.astype(np.int32)
+    else:
+        out = values.astype(np.int64).astype(np.int32)
+    out[mask] = NO_CODE
+    return out
+
+
 def codes_on_grid(info: RasterInfo, grid: Grid, *, chunks: int | tuple[int, int]) -> da.Array:
     """The raster's band 1 resampled (nearest) onto ``grid`` as a lazy int32 dask array.
 
     Pixels where the source has no data (nodata, outside the source) are :data:`NO_CODE`.
     Each block reads only the source window it needs; the result does not depend on the chunk
-    size (see :func:`source_pixels`).
+    size (see :func:`source_pixels`). When the grid and the source share the CRS the source
+    row and column of each pixel are computed per row and per column (the same values); when
+    they are also aligned (same pixel size, whole-pixel offset: the common case) the window is
+    read and used as it is, without per-pixel indexing.
     """
     if np.dtype(info.dtype).kind not in "iu":
         raise InputError(
             f"{info.path}: land cover must hold integer class codes, found {info.dtype}"
         )
     path = str(info.path)
+    separable = _separable(grid, info)
 
     def read_block(block_info=None):
         (r0, r1), (c0, c1) = block_info[None]["array-location"]
+        if separable:
+            return _read_separable(r0, r1, c0, c1)
         out = np.full((r1 - r0, c1 - c0), NO_CODE, dtype=np.int32)
         row, col = source_pixels(grid, info, r0, r1, c0, c1)
         ok = (row >= 0) & (row < info.height) & (col >= 0) & (col < info.width)
@@ -499,20 +554,33 @@ def codes_on_grid(info: RasterInfo, grid: Grid, *, chunks: int | tuple[int, int]
             return out
         rmin, rmax = int(row[ok].min()), int(row[ok].max()) + 1
         cmin, cmax = int(col[ok].min()), int(col[ok].max()) + 1
-        window = Window(cmin, rmin, cmax - cmin, rmax - rmin)
-        try:
-            with rasterio.open(path) as src:
-                data = src.read(1, window=window, masked=True)
-        except RasterioIOError as err:
-            raise InputError(
-                f"{path}: cannot read pixels ({_short(err)}); is the file complete?"
-            ) from err
+        data = _read_window(path, rmin, rmax, cmin, cmax)
         values = np.asarray(data.data, dtype=np.int64)
         mask = np.ma.getmaskarray(data)
         rr, cc = row[ok] - rmin, col[ok] - cmin
         picked = values[rr, cc]
         picked[mask[rr, cc]] = NO_CODE
         out[ok] = picked.astype(np.int32)
+        return out
+
+    def _read_separable(r0, r1, c0, c1):
+        out = np.full((r1 - r0, c1 - c0), NO_CODE, dtype=np.int32)
+        row, col = _axis_pixels(grid, info, r0, r1, c0, c1)
+        okr = (row >= 0) & (row < info.height)
+        okc = (col >= 0) & (col < info.width)
+        if not okr.any() or not okc.any():
+            return out
+        rows, cols = row[okr], col[okc]
+        rmin, rmax = int(rows.min()), int(rows.max()) + 1
+        cmin, cmax = int(cols.min()), int(cols.max()) + 1
+        data = _read_window(path, rmin, rmax, cmin, cmax)
+        values, mask = data.data, np.ma.getmaskarray(data)
+        rr, cc = rows - rmin, cols - cmin
+        if not (np.array_equal(rr, np.arange(len(rr))) and np.array_equal(cc, np.arange(len(cc)))):
+            values, mask = values[rr][:, cc], mask[rr][:, cc]  # resampled (another pixel size)
+        ri, ci = np.flatnonzero(okr), np.flatnonzero(okc)
+        # ok rows and columns are contiguous ranges (source index is monotonic in grid index)
+        out[ri[0] : ri[-1] + 1, ci[0] : ci[-1] + 1] = _to_codes(values, mask)
         return out
 
     return da.map_blocks(

@@ -123,3 +123,323 @@ def lookup(codes: np.ndarray, lut: np.ndarray) -> np.ndarray:
     out = np.empty(codes.shape, np.uint8)
     _lookup(codes, np.ascontiguousarray(lut, dtype=np.uint8), out)
     return out
+
+
+# --- connected components of equal values (one block) ------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _find(parent, x):
+    root = x
+    while parent[root] != root:
+        root = parent[root]
+    while parent[x] != root:  # path compression
+        nxt = parent[x]
+        parent[x] = root
+        x = nxt
+    return root
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _union(parent, a, b):
+    # a may be 0 (no label yet); the smaller root wins, so a root is its component's first label
+    if a == 0:
+        return _find(parent, b)
+    ra = _find(parent, a)
+    rb = _find(parent, b)
+    if ra < rb:
+        parent[rb] = ra
+        return ra
+    if rb < ra:
+        parent[ra] = rb
+    return rb
+
+
+@numba.njit(cache=True, nogil=True)
+def _label_equal(values, eight, out):
+    h, w = values.shape
+    parent = np.empty(h * w + 1, np.int32)
+    start = np.empty(h * w + 1, np.int64)  # flat index of the pixel that created each label
+    n = 0
+    for i in range(h):
+        for j in range(w):
+            v = values[i, j]
+            if v == 0:
+                out[i, j] = 0
+                continue
+            lab = 0
+            west = j > 0 and values[i, j - 1] == v
+            if i == 0:
+                if west:
+                    lab = out[i, j - 1]
+            elif eight:
+                # decision tree: N touches W, NW and NE, so when N matches nothing else is new;
+                # NW touches W; only NE and W (or NE and NW) may still need a union
+                if values[i - 1, j] == v:
+                    lab = out[i - 1, j]
+                else:
+                    ne = j + 1 < w and values[i - 1, j + 1] == v
+                    nw = j > 0 and values[i - 1, j - 1] == v
+                    if ne:
+                        lab = out[i - 1, j + 1]
+                        if west:
+                            lab = _union(parent, lab, out[i, j - 1])
+                        elif nw:
+                            lab = _union(parent, lab, out[i - 1, j - 1])
+                    elif west:
+                        lab = out[i, j - 1]
+                    elif nw:
+                        lab = out[i - 1, j - 1]
+            else:
+                north = values[i - 1, j] == v
+                if north:
+                    lab = out[i - 1, j]
+                    if west and out[i, j - 1] != lab:
+                        lab = _union(parent, lab, out[i, j - 1])
+                elif west:
+                    lab = out[i, j - 1]
+            if lab == 0:
+                n += 1
+                parent[n] = n
+                start[n] = i * w + j
+                lab = n
+            out[i, j] = lab
+    # a root is the smallest label of its tree (unions keep the smaller root) and parent[x] <= x,
+    # so one increasing pass resolves every label; roots in increasing order are the patches in
+    # the order of their first pixel (row-major)
+    final = np.empty(n + 1, np.int32)
+    final[0] = 0
+    firsts = np.empty(n, np.int64)
+    k = 0
+    for x in range(1, n + 1):
+        p = parent[x]
+        if p == x:
+            k += 1
+            final[x] = k
+            firsts[k - 1] = start[x]
+        else:
+            final[x] = final[p]
+    counts = np.zeros(k + 1, np.int64)
+    for i in range(h):
+        for j in range(w):
+            f = final[out[i, j]]
+            out[i, j] = f
+            counts[f] += 1
+    return counts[1:], firsts[:k]
+
+
+def label_equal(values: np.ndarray, *, connectivity: int = 8):
+    """Patches of equal non-zero value in one block (union-find, two raster scans).
+
+    Returns ``(labels, counts, first)``: int32 labels ``1..n`` (0 where ``values`` is 0),
+    numbered in the order of each patch's first pixel in row-major order; the pixel count of
+    each patch; the flat index of its first pixel. The partition is that of
+    :func:`scipy.ndimage.label` on ``values == v`` for each value ``v`` (4- or 8-connectivity).
+    """
+    values = np.ascontiguousarray(values)
+    if values.dtype == np.bool_:
+        values = values.view(np.uint8)
+    out = np.empty(values.shape, np.int32)
+    counts, firsts = _label_equal(values, connectivity == 8, out)
+    return out, counts, firsts
+
+
+# --- moving-window counts (exact, integer) -----------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _row_prefix(values, pad, pre):
+    # pre[i, pad + x] = sum of values[i, :x] for x clipped to [0, w], for x in [-pad, w + pad]
+    h, w = values.shape
+    for i in range(h):
+        for k in range(pad + 1):
+            pre[i, k] = 0
+        s = np.uint32(0)
+        for j in range(w):
+            s += values[i, j]  # wraps modulo 2**32: differences stay exact (see window_sum)
+            pre[i, pad + j + 1] = s
+        for k in range(pad + w + 1, pre.shape[1]):
+            pre[i, k] = s
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_sum(pre, lo, hi, pad, out):
+    h, w = out.shape
+    r = lo.shape[0] // 2
+    for i in range(h):
+        acc = out[i]
+        acc[:] = 0
+        for d in range(lo.shape[0]):
+            ii = i + d - r
+            if lo[d] > hi[d] or ii < 0 or ii >= h:
+                continue
+            row = pre[ii]
+            ra = row[pad + lo[d] : pad + lo[d] + w]
+            rb = row[pad + hi[d] + 1 : pad + hi[d] + 1 + w]
+            for j in range(w):
+                acc[j] += rb[j] - ra[j]
+
+
+def kernel_runs(kernel: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Column offsets ``(lo, hi)`` of each row of a 0/1 kernel whose rows are single runs.
+
+    None when a row is not one contiguous run (or the kernel is not odd-sized and square).
+    Empty rows get ``lo > hi``.
+    """
+    k = np.asarray(kernel) != 0
+    if k.ndim != 2 or k.shape[0] != k.shape[1] or k.shape[0] % 2 == 0:
+        return None
+    r = k.shape[0] // 2
+    lo = np.ones(k.shape[0], np.int64)
+    hi = np.zeros(k.shape[0], np.int64)
+    for d, row in enumerate(k):
+        idx = np.flatnonzero(row)
+        if len(idx) == 0:
+            continue
+        if idx[-1] - idx[0] + 1 != len(idx):
+            return None
+        lo[d], hi[d] = idx[0] - r, idx[-1] - r
+    return lo, hi
+
+
+def window_sum(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
+    """Sum of ``values`` (uint32 or smaller) over a window given by row runs, modulo 2**32.
+
+    The window at ``(i, j)`` holds ``(i + d - r, j + lo[d] .. j + hi[d])`` for each kernel row
+    ``d`` (``r = len(lo) // 2``); positions outside the array count 0 (as ``mode="constant"``).
+    Each window row is the difference of two row-wise prefix sums: O(rows) per pixel, integer
+    arithmetic modulo 2**32, so the result is exact whenever the true sum is below 2**32 (e.g.
+    counts of a 0/1 mask; or two counts below 2**16 packed as ``a + (b << 16)``).
+    """
+    v = np.ascontiguousarray(values, dtype=np.uint32)
+    lo = np.asarray(lo, np.int64)
+    hi = np.asarray(hi, np.int64)
+    h, w = v.shape
+    pad = int(max(np.abs(lo).max(initial=0), np.abs(hi).max(initial=0) + 1))
+    pre = np.empty((h, w + 1 + 2 * pad), np.uint32)
+    _row_prefix(v, pad, pre)
+    out = np.empty((h, w), np.uint32)
+    _window_sum(pre, lo, hi, pad, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _dense(zones, packed_lut, lo, hi, pad, threshold, out):
+    h, w = zones.shape
+    pre = np.empty((h, w + 1 + 2 * pad), np.uint32)
+    for i in range(h):
+        for k in range(pad + 1):
+            pre[i, k] = 0
+        s = np.uint32(0)
+        for j in range(w):
+            s += packed_lut[zones[i, j]]
+            pre[i, pad + j + 1] = s
+        for k in range(pad + w + 1, pre.shape[1]):
+            pre[i, k] = s
+    acc = np.empty(w, np.uint32)
+    r = lo.shape[0] // 2
+    for i in range(h):
+        acc[:] = 0
+        for d in range(lo.shape[0]):
+            ii = i + d - r
+            if lo[d] > hi[d] or ii < 0 or ii >= h:
+                continue
+            row = pre[ii]
+            ra = row[pad + lo[d] : pad + lo[d] + w]
+            rb = row[pad + hi[d] + 1 : pad + hi[d] + 1 + w]
+            for j in range(w):
+                acc[j] += rb[j] - ra[j]
+        for j in range(w):
+            if zones[i, j] == 0:
+                out[i, j] = 0
+            else:
+                share = np.float64(acc[j] >> np.uint32(16)) / np.float64(acc[j] & np.uint32(0xFFFF))
+                out[i, j] = 1 if share >= threshold else 0
+
+
+def dense_share(
+    zones: np.ndarray, built: np.ndarray, lo: np.ndarray, hi: np.ndarray, threshold: float
+) -> np.ndarray:
+    """1 where ``built / mapped >= threshold`` in the window around a mapped pixel, else 0.
+
+    ``zones`` are uint8 (0 = not mapped); ``built[z]`` says whether zone ``z`` is built-up
+    (256 entries). The window is given by row runs as for :func:`window_sum`; both counts are
+    packed into one uint32 (mapped in the low, built-up in the high 16 bits), so the window
+    must hold fewer than 2**16 pixels. The share is the same float64 division as numpy's.
+    """
+    zones = np.ascontiguousarray(zones, dtype=np.uint8)
+    lo = np.asarray(lo, np.int64)
+    hi = np.asarray(hi, np.int64)
+    pad = int(max(np.abs(lo).max(initial=0), np.abs(hi).max(initial=0) + 1))
+    out = np.empty(zones.shape, np.uint8)
+    # per zone code: 1 (mapped) + 2**16 (built-up); 0 for code 0 (not mapped)
+    packed = (np.arange(256) != 0).astype(np.uint32) + (np.asarray(built, np.uint32) << 16)
+    packed[0] = 0
+    _dense(zones, packed, lo, hi, pad, float(threshold), out)
+    return out
+
+
+# --- minimum mapping unit: stable pixels touching small patches --------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _touch_rows(small, zones, eight):
+    # small, zones: (h + 2, w + 2) with a one-pixel halo; small = patch id where the pixel is in a
+    # small patch, else 0. For every stable core pixel (zone != 0, not small), each distinct small
+    # patch among its neighbours gives one row (patch, zone of the pixel).
+    h, w = zones.shape[0] - 2, zones.shape[1] - 2
+    nb = np.empty(8, np.int64)
+    cap = 1024
+    out_lab = np.empty(cap, np.int64)
+    out_zone = np.empty(cap, np.int64)
+    n = 0
+    for i in range(1, h + 1):
+        for j in range(1, w + 1):
+            z = zones[i, j]
+            if z == 0 or small[i, j] != 0:
+                continue
+            near = small[i - 1, j] | small[i + 1, j] | small[i, j - 1] | small[i, j + 1]
+            if eight:
+                near |= small[i - 1, j - 1] | small[i - 1, j + 1]
+                near |= small[i + 1, j - 1] | small[i + 1, j + 1]
+            if near == 0:  # the common case: no small patch around
+                continue
+            m = 0
+            for dy in range(-1, 2):
+                for dx in range(-1, 2):
+                    if (dy == 0 and dx == 0) or (not eight and dy != 0 and dx != 0):
+                        continue
+                    s = small[i + dy, j + dx]
+                    if s == 0:
+                        continue
+                    seen = False
+                    for t in range(m):
+                        if nb[t] == s:
+                            seen = True
+                            break
+                    if not seen:
+                        nb[m] = s
+                        m += 1
+            if m == 0:
+                continue
+            if n + m > cap:
+                cap *= 2
+                grown = np.empty(cap, np.int64)
+                grown[:n] = out_lab[:n]
+                out_lab = grown
+                grown = np.empty(cap, np.int64)
+                grown[:n] = out_zone[:n]
+                out_zone = grown
+            for t in range(m):
+                out_lab[n] = nb[t]
+                out_zone[n] = z
+                n += 1
+    return out_lab[:n].copy(), out_zone[:n].copy()
+
+
+def touch_rows(small: np.ndarray, zones: np.ndarray, *, connectivity: int):
+    """``(patch, zone)`` rows: one per stable core pixel and distinct small patch it touches.
+
+    ``small`` (patch id in small patches, else 0) and ``zones`` carry a one-pixel halo.
+    """
+    return _touch_rows(np.ascontiguousarray(small), np.ascontiguousarray(zones), connectivity == 8)

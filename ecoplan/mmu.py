@@ -26,18 +26,20 @@ import dask.array as da
 import numpy as np
 
 from ecoplan.components import Connectivity, label_components, per_block
+from ecoplan.kernels import touch_rows
 from ecoplan.rules import MinMappingUnit
+from ecoplan.spill import hold
 from ecoplan.zones import NODATA, zone_code
 
-__all__ = ["MmuResult", "neighbour_counts_block", "majority_targets", "apply_mmu"]
+__all__ = [
+    "MmuResult",
+    "neighbour_counts_block",
+    "touch_counts_block",
+    "majority_targets",
+    "apply_mmu",
+]
 
 log = logging.getLogger(__name__)
-
-
-def _offsets(connectivity: Connectivity) -> list[tuple[int, int]]:
-    if connectivity == 4:
-        return [(-1, 0), (1, 0), (0, -1), (0, 1)]
-    return [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)]
 
 
 def neighbour_counts_block(
@@ -52,33 +54,26 @@ def neighbour_counts_block(
     ``labels`` and ``zones`` carry a one-pixel halo on every side; ``small_ids`` is sorted.
     Returns ``(patch_id, zone, count)`` arrays.
     """
-    h, w = labels.shape[0] - 2, labels.shape[1] - 2
     if len(small_ids):
         pos = np.clip(np.searchsorted(small_ids, labels), 0, len(small_ids) - 1)
-        small = (small_ids[pos] == labels) & (labels > 0)
+        small = np.where((small_ids[pos] == labels) & (labels > 0), labels, 0)
     else:
-        small = np.zeros(labels.shape, bool)
-    core_zone = zones[1:-1, 1:-1]
-    stable = (core_zone != NODATA) & (labels[1:-1, 1:-1] > 0) & ~small[1:-1, 1:-1]
-    qidx = np.arange(h * w, dtype=np.int64).reshape(h, w)
-    pl, pq = [], []
-    for dy, dx in _offsets(connectivity):
-        nb = (slice(1 + dy, 1 + dy + h), slice(1 + dx, 1 + dx + w))
-        sel = stable & small[nb]
-        pl.append(labels[nb][sel])
-        pq.append(qidx[sel])
-    lab = np.concatenate(pl)
-    q = np.concatenate(pq)
+        small = np.zeros(labels.shape, np.int64)
+    return touch_counts_block(small, zones, connectivity=connectivity)
+
+
+def touch_counts_block(
+    small: np.ndarray, zones: np.ndarray, *, connectivity: Connectivity
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`neighbour_counts_block` given ``small``: the patch id on pixels of small patches,
+    0 elsewhere (with the one-pixel halo)."""
+    lab, zone = touch_rows(small, zones, connectivity=connectivity)
     if len(lab) == 0:
         e = np.empty(0, np.int64)
         return e, e, e
-    # one row per (patch, touching pixel), then counts per (patch, zone); keys packed in int64
-    ids, inv = np.unique(lab, return_inverse=True)
-    pair = np.unique(inv.astype(np.int64) * (h * w) + q)
-    patch, pixel = pair // (h * w), pair % (h * w)
-    key = patch * 256 + core_zone.ravel()[pixel].astype(np.int64)
-    keys, counts = np.unique(key, return_counts=True)
-    return ids[keys // 256], keys % 256, counts.astype(np.int64)
+    # each row is one (patch, stable pixel) pair: count them per (patch, zone)
+    keys, counts = np.unique(lab * 256 + zone, return_counts=True)
+    return keys // 256, keys % 256, counts.astype(np.int64)
 
 
 def majority_targets(
@@ -118,8 +113,19 @@ def _replace_block(zones, target):
     return np.where(target > 0, target, zones).astype(zones.dtype)
 
 
-def apply_mmu(zones: da.Array, settings: MinMappingUnit, *, pixel_size_m: float) -> MmuResult:
-    """Merge patches smaller than ``settings.area_ha`` into their majority neighbour zone."""
+def apply_mmu(
+    zones: da.Array,
+    settings: MinMappingUnit,
+    *,
+    pixel_size_m: float,
+    budget_bytes: int | None = None,
+    folder=None,
+) -> MmuResult:
+    """Merge patches smaller than ``settings.area_ha`` into their majority neighbour zone.
+
+    The zones after each pass are kept (:func:`ecoplan.spill.hold`): in memory when
+    ``budget_bytes`` is None or they fit it, else in a temporary file in ``folder``.
+    """
     if settings.area_ha <= 0:
         return MmuResult(zones, 0, 0, 0, 0)
     min_pixels = settings.area_ha * 1e4 / pixel_size_m**2
@@ -135,11 +141,10 @@ def apply_mmu(zones: da.Array, settings: MinMappingUnit, *, pixel_size_m: float)
         left = int(small.sum())
         if left == 0:
             break
-        lab_h = da.overlap.overlap(comps.labels, depth=1, boundary=0)
+        small_lab = comps.lookup(small_ids, small_ids, fill=0)
+        lab_h = da.overlap.overlap(small_lab, depth=1, boundary=0)
         zon_h = da.overlap.overlap(zones, depth=1, boundary=NODATA)
-        parts = per_block(
-            neighbour_counts_block, lab_h, zon_h, small_ids=small_ids, connectivity=conn
-        )
+        parts = per_block(touch_counts_block, lab_h, zon_h, connectivity=conn)
         parts = parts.compute().ravel().tolist()
         ids, targets = majority_targets(
             np.concatenate([p[0] for p in parts]),
@@ -152,7 +157,8 @@ def apply_mmu(zones: da.Array, settings: MinMappingUnit, *, pixel_size_m: float)
         merged += len(ids)
         changed += int(comps.sizes[np.searchsorted(comps.ids, ids)].sum())
         target = comps.lookup(ids, targets.astype(zones.dtype))
-        zones = da.map_blocks(_replace_block, zones, target, dtype=zones.dtype).persist()
+        zones = da.map_blocks(_replace_block, zones, target, dtype=zones.dtype)
+        zones = hold(zones, budget_bytes=budget_bytes, folder=folder)
         left -= len(ids)
     else:
         log.warning("minimum mapping unit: stopped after %d passes", settings.max_iterations)

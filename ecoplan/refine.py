@@ -12,6 +12,7 @@ Each step is chunk-invariant; the function returns the new lazy zones and notes 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Protocol
 
 import dask.array as da
@@ -25,6 +26,7 @@ from ecoplan.mmu import apply_mmu
 from ecoplan.region import RegionConfig
 from ecoplan.rules import Rules
 from ecoplan.settlement import population_urban_cells, split_built_up, split_by_population
+from ecoplan.spill import hold
 from ecoplan.vector_rules import burn_rules, feature_targets, load_rule_crosswalk
 from ecoplan.zones import zone_code
 
@@ -78,26 +80,48 @@ def apply_vector_rules(
     return zones, notes
 
 
-def refine_zones(zones: da.Array, region: _RegionLike) -> tuple[da.Array, list[str]]:
-    """Vector rules, urban/rural split and minimum mapping unit, as the region's rules say."""
+def refine_zones(
+    zones: da.Array,
+    region: _RegionLike,
+    *,
+    budget_bytes: int | None = None,
+    folder: Path | None = None,
+) -> tuple[da.Array, list[str]]:
+    """Vector rules, urban/rural split and minimum mapping unit, as the region's rules say.
+
+    Intermediate zone rasters are computed once and kept (:func:`ecoplan.spill.hold`): in
+    memory when ``budget_bytes`` is None (the default) or they fit it, else in temporary files
+    in ``folder`` (the system's temporary folder by default), removed when no longer used.
+    """
     rules, grid = region.rules, region.grid
     zones, notes = apply_vector_rules(
         zones, config=region.config, rules=rules, grid=grid, units=region.units
     )
-    zones = zones.persist()
+
+    def keep(a: da.Array) -> da.Array:
+        return hold(a, budget_bytes=budget_bytes, folder=folder)
+
+    zones = keep(zones)
     built = zones == BUILT_UP
     n_built = int(built.sum().compute())
     if n_built:
         ur = rules.urban_rural
         if ur.method == "population":
-            zones = _split_by_population(zones, region).persist()
+            zones = keep(_split_by_population(zones, region))
             how = (
                 f"population; {ur.population_cell_m:g} m cells >= "
                 f"{ur.min_population_density_per_km2:g}/km², clusters >= "
                 f"{ur.min_cluster_population:g} inhabitants"
             )
         else:
-            zones = split_built_up(zones, ur, pixel_size_m=grid.pixel_size_m).persist()
+            split = split_built_up(
+                zones,
+                ur,
+                pixel_size_m=grid.pixel_size_m,
+                budget_bytes=budget_bytes,
+                folder=folder,
+            )
+            zones = keep(split)
             how = (
                 f"{ur.method}; radius {ur.radius_m:g} m, share >= {ur.min_built_share:g}, "
                 f"clusters >= {ur.min_cluster_area_ha:g} ha"
@@ -107,7 +131,13 @@ def refine_zones(zones: da.Array, region: _RegionLike) -> tuple[da.Array, list[s
             f"urban/rural: {n_built} built-up pixels -> {n_urban} urban, {n_built - n_urban} "
             f"rural ({how})"
         )
-    mmu = apply_mmu(zones, rules.min_mapping_unit, pixel_size_m=grid.pixel_size_m)
+    mmu = apply_mmu(
+        zones,
+        rules.min_mapping_unit,
+        pixel_size_m=grid.pixel_size_m,
+        budget_bytes=budget_bytes,
+        folder=folder,
+    )
     if rules.min_mapping_unit.area_ha > 0:
         notes.append(
             f"minimum mapping unit {rules.min_mapping_unit.area_ha:g} ha: {mmu.patches_merged} "

@@ -28,13 +28,16 @@ from scipy import ndimage, signal
 
 from ecoplan.classify import BUILT_UP
 from ecoplan.components import label_components
+from ecoplan.kernels import dense_share, kernel_runs, window_sum
 from ecoplan.rules import UrbanRuralSettings
+from ecoplan.spill import hold
 from ecoplan.zones import NODATA, zone_code
 
 __all__ = [
     "window_kernel",
     "window_count",
     "built_share_block",
+    "dense_block",
     "built_share",
     "split_built_up",
     "population_urban_cells",
@@ -63,11 +66,16 @@ def _built_mask(zones: np.ndarray, built_codes: tuple[int, ...]) -> np.ndarray:
 
 
 def window_count(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
-    """Number of true pixels of ``mask`` under the 0/1 ``kernel`` centred on each pixel.
+    """Number of true pixels of ``mask`` under the 0/1 ``kernel`` centred on each pixel (float64).
 
-    Small kernels are summed directly; large ones by FFT, rounded to the nearest integer (the
-    counts are integers and the FFT error is far below 0.5), so both are exact.
+    Kernels whose rows are single runs (every :func:`window_kernel`) are summed exactly in
+    integers from row-wise prefix sums (:func:`ecoplan.kernels.window_sum`); any other kernel
+    directly when small, by FFT (rounded: the counts are integers and the FFT error is far below
+    0.5) when large.
     """
+    runs = kernel_runs(kernel)
+    if runs is not None:
+        return window_sum(np.asarray(mask, dtype=bool), *runs).astype(np.float64)
     m = mask.astype(np.float64)
     if kernel.size <= 49:
         return ndimage.correlate(m, kernel, mode="constant", cval=0.0)
@@ -76,18 +84,49 @@ def window_count(mask: np.ndarray, kernel: np.ndarray) -> np.ndarray:
     return np.rint(full[r0 : r0 + m.shape[0], r1 : r1 + m.shape[1]])
 
 
+def _counts(zones: np.ndarray, kernel: np.ndarray, built_codes: tuple[int, ...]):
+    """Mapped (zone != 0) and built-up pixels in the window around each pixel, and ``valid``."""
+    valid = zones != NODATA
+    built = _built_mask(zones, built_codes) & valid
+    runs = kernel_runs(kernel)
+    if runs is not None and np.count_nonzero(kernel) < 2**16:
+        # both counts in one pass: mapped in the low 16 bits, built-up in the high 16 bits
+        packed = valid.view(np.uint8).astype(np.uint32)
+        packed |= built.view(np.uint8).astype(np.uint32) << 16
+        s = window_sum(packed, *runs)
+        return (s & 0xFFFF).astype(np.float64), (s >> 16).astype(np.float64), valid
+    return window_count(valid, kernel), window_count(built, kernel), valid
+
+
 def built_share_block(
     zones: np.ndarray, *, kernel: np.ndarray, built_codes: tuple[int, ...]
 ) -> np.ndarray:
     """Built-up share (0–1, float64) in the window around each pixel; NaN on nodata. Halo: r."""
-    valid = zones != NODATA
-    built = _built_mask(zones, built_codes) & valid
-    n_valid = window_count(valid, kernel)
-    n_built = window_count(built, kernel)
+    n_valid, n_built, valid = _counts(zones, kernel, built_codes)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = n_built / n_valid
     share[~valid] = np.nan
     return share
+
+
+def dense_block(
+    zones: np.ndarray, *, kernel: np.ndarray, built_codes: tuple[int, ...], threshold: float
+) -> np.ndarray:
+    """1 where the built-up share is dense (``>= threshold``), else 0 (uint8). Halo: r.
+
+    The same as :func:`built_share_block` then the threshold, without the float64 share array.
+    """
+    # a relative tolerance keeps a share exactly at the threshold dense (7/14 >= 0.5)
+    limit = threshold * (1 - 1e-9)
+    runs = kernel_runs(kernel)
+    if runs is not None and np.count_nonzero(kernel) < 2**16 and zones.dtype == np.uint8:
+        built = np.zeros(256, np.uint8)
+        built[[c for c in (BUILT_UP, *built_codes) if 0 < c < 256]] = 1
+        return dense_share(zones, built, *runs, limit)
+    n_valid, n_built, valid = _counts(zones, kernel, built_codes)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.divide(n_built, n_valid, out=n_built)
+    return ((share >= limit) & valid).view(np.uint8)
 
 
 def built_share(zones: da.Array, settings: UrbanRuralSettings, *, pixel_size_m: float) -> da.Array:
@@ -112,9 +151,21 @@ def built_share(zones: da.Array, settings: UrbanRuralSettings, *, pixel_size_m: 
     )
 
 
-def _dense_block(share: np.ndarray, *, threshold: float) -> np.ndarray:
-    # a relative tolerance keeps a share exactly at the threshold dense (7/14 >= 0.5)
-    return (share >= threshold * (1 - 1e-9)).astype(np.uint8)
+def _dense(zones: da.Array, settings: UrbanRuralSettings, *, pixel_size_m: float) -> da.Array:
+    """:func:`dense_block` mapped over a dask array with the halo it needs."""
+    kernel = window_kernel(settings.radius_m, pixel_size_m, shape=settings.window)
+    halo = kernel.shape[0] // 2
+    kw = dict(
+        kernel=kernel,
+        built_codes=tuple(zone_code(z) for z in settings.counts_as_built_up),
+        threshold=settings.min_built_share,
+    )
+    if halo == 0:
+        return zones.map_blocks(dense_block, dtype=np.uint8, **kw)
+    depth = {0: min(halo, zones.shape[0]), 1: min(halo, zones.shape[1])}
+    return zones.map_overlap(
+        dense_block, depth=depth, boundary=NODATA, trim=True, dtype=np.uint8, **kw
+    )
 
 
 def _split_block(zones: np.ndarray, urban: np.ndarray) -> np.ndarray:
@@ -126,17 +177,26 @@ def _split_block(zones: np.ndarray, urban: np.ndarray) -> np.ndarray:
 
 
 def split_built_up(
-    zones: da.Array, settings: UrbanRuralSettings, *, pixel_size_m: float
+    zones: da.Array,
+    settings: UrbanRuralSettings,
+    *,
+    pixel_size_m: float,
+    budget_bytes: int | None = None,
+    folder=None,
 ) -> da.Array:
-    """Zones with every :data:`BUILT_UP` pixel made urban or rural (see the module docstring)."""
+    """Zones with every :data:`BUILT_UP` pixel made urban or rural (see the module docstring).
+
+    The dense-pixel raster is computed once and kept (:func:`ecoplan.spill.hold`: in memory,
+    or in a temporary file in ``folder`` when larger than ``budget_bytes``).
+    """
     if settings.method == "all_urban":
         return da.where(zones == BUILT_UP, zone_code("urban"), zones).astype(zones.dtype)
     if settings.method == "all_rural":
         return da.where(zones == BUILT_UP, zone_code("rural"), zones).astype(zones.dtype)
     if settings.method == "population":
         raise ValueError("method 'population' needs the population grid: use split_by_population")
-    share = built_share(zones, settings, pixel_size_m=pixel_size_m)
-    dense = share.map_blocks(_dense_block, threshold=settings.min_built_share, dtype=np.uint8)
+    dense = _dense(zones, settings, pixel_size_m=pixel_size_m)
+    dense = hold(dense, budget_bytes=budget_bytes, folder=folder)
     comps = label_components(dense, connectivity=settings.connectivity)
     pixel_ha = pixel_size_m**2 / 1e4
     big = comps.sizes * pixel_ha >= settings.min_cluster_area_ha * (1 - 1e-9)
