@@ -116,8 +116,8 @@ def stale_temp_files(folder: str | Path, final_names: list[str]) -> list[Path]:
     """Temporary files of killed runs in the output ``folder``.
 
     :func:`atomic_path` names them ``.<stem>.tmp-<pid>-<thread><suffix>`` (plus GDAL/SQLite side
-    files) beside ``final_names``; :func:`ecoplan.spill.held` and :mod:`ecoplan.holding` keep
-    big intermediate rasters in ``.spill-<pid>-<token>.tif`` and ``.hold-<pid>-<token>.tif``.
+    files) beside ``final_names``; :mod:`ecoplan.holding` and :func:`ecoplan.spill.hold` keep
+    big intermediate rasters in ``.ecoplan-spill-<pid>-<random>.blocks`` files.
     One whose process no longer exists was left by a killed run (a held file can be as large as
     the region's raster).
     """
@@ -131,7 +131,7 @@ def stale_temp_files(folder: str | Path, final_names: list[str]) -> list[Path]:
         if m and m.group(1) in stems and not _alive(int(m.group(2))):
             found.append(p)
             continue
-        m = re.match(r"^\.(?:spill|hold)-(\d+)-", p.name)
+        m = re.match(r"^\.(?:spill|hold|ecoplan-spill)-(\d+)-", p.name)
         if m and not _alive(int(m.group(1))):
             found.append(p)
     return found

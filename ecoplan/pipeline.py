@@ -407,9 +407,9 @@ def _run_region(
         zones = classify(region.codes, lut)
         zones = da.where(region.units > 0, zones, 0).astype(np.uint8)
         # refine (issue 3): vector zone rules, urban/rural split, minimum mapping unit
-        zones, refine_notes = refine_zones(zones, region)
+        zones, refine_notes = refine_zones(zones, region, budget_bytes=budget_bytes, folder=out_dir)
         notes += refine_notes
-        keep = Holder(hold, grid, folder=out_dir, budget_bytes=budget_bytes)
+        keep = Holder(hold, folder=out_dir, budget_bytes=budget_bytes)
         zones = keep(zones)
 
         progress("buffers")

@@ -22,26 +22,26 @@ def arrays():
     return a, b
 
 
-def test_rasters_held_in_a_file_read_back_the_same_and_the_file_goes_away(tmp_path):
+def test_rasters_held_in_files_read_back_the_same_and_the_files_go_away(tmp_path):
     a, b = arrays()
     lazy = [da.from_array(a, chunks=(16, 23)), da.from_array(b, chunks=(16, 23))]
-    with held_together(lazy, GRID, folder=tmp_path, in_memory=False) as (ha, hb):
-        assert len(list(tmp_path.glob(".hold-*.tif"))) == 1
+    with held_together(lazy, folder=tmp_path, in_memory=False) as (ha, hb):
+        assert len(list(tmp_path.glob(".ecoplan-spill-*.blocks"))) == 2
         np.testing.assert_array_equal(ha.compute(), a)
         np.testing.assert_array_equal(hb.compute(), b)
         assert ha.chunks == lazy[0].chunks
-    assert not list(tmp_path.glob(".hold-*"))
+    assert not list(tmp_path.glob(".ecoplan-spill-*"))
 
 
 def test_the_budget_is_shared_by_everything_held(tmp_path):
     a, b = arrays()
     size = a.nbytes
     with contextlib.ExitStack() as stack:
-        keep = Holder(stack, GRID, folder=tmp_path, budget_bytes=int(1.5 * size))
+        keep = Holder(stack, folder=tmp_path, budget_bytes=int(1.5 * size))
         first = keep(da.from_array(a, chunks=25))  # fits: in memory
-        assert not list(tmp_path.glob(".hold-*"))
+        assert not list(tmp_path.glob(".ecoplan-spill-*"))
         second = keep(da.from_array(b, chunks=25))  # the budget has 0.5 of it left: a file
-        assert len(list(tmp_path.glob(".hold-*.tif"))) == 1
+        assert len(list(tmp_path.glob(".ecoplan-spill-*.blocks"))) == 1
         np.testing.assert_array_equal(first.compute(), a)
         np.testing.assert_array_equal(second.compute(), b)
-    assert not list(tmp_path.glob(".hold-*"))
+    assert not list(tmp_path.glob(".ecoplan-spill-*"))
