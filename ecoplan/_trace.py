@@ -118,9 +118,28 @@ def label_block(vals, msk):
     return labels, value, crosses
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def _in_region(vals, msk, r, c, v):
     return msk[r, c] and vals[r, c] == v
+
+
+def _tables():
+    out = np.full(16, -1, np.int64)  # the direction leaving a vertex, by pattern (no pinch)
+    inc = np.full(16, -1, np.int64)  # the direction reaching it
+    for m in range(16):
+        if m in (0b1001, 0b0110):
+            continue
+        for k in range(4):
+            if m >> _OUT[k] & 1 and not m >> _OUT_NB[k] & 1:
+                out[m] = k
+            if m >> _IN[k] & 1 and not m >> _IN_NB[k] & 1:
+                inc[m] = k
+    return out, inc
+
+
+_NEXT, _PREV = _tables()
+# _NEXT packed 2 bits a pattern (a constant: cheaper than indexing a global array in numba)
+_NEXT_BITS = sum(int(k % 4) << (2 * m) for m, k in enumerate(_NEXT))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -132,16 +151,14 @@ def _turn(vals, msk, labels, crosses, x, y, d, v, forward):
     (x, y) are block vertex coordinates; the cell (r, c) is at ``vals[r + 1, c + 1]``.
     """
     hh, ww = vals.shape
-    inside = (
-        _in_region(vals, msk, y, x, v),
-        _in_region(vals, msk, y, x + 1, v),
-        _in_region(vals, msk, y + 1, x, v),
-        _in_region(vals, msk, y + 1, x + 1, v),
+    # cells around the vertex in the region: bit 0 NW, 1 NE, 2 SW, 3 SE
+    m = (
+        (msk[y, x] and vals[y, x] == v)
+        | (msk[y, x + 1] and vals[y, x + 1] == v) << 1
+        | (msk[y + 1, x] and vals[y + 1, x] == v) << 2
+        | (msk[y + 1, x + 1] and vals[y + 1, x + 1] == v) << 3
     )
-    pinch = (inside[0] and inside[3] and not inside[1] and not inside[2]) or (
-        inside[1] and inside[2] and not inside[0] and not inside[3]
-    )
-    if pinch:
+    if m == 0b1001 or m == 0b0110:  # a corner contact
         a = _IN[d] if forward else _OUT[d]
         b = 3 - a
         ra, ca = y + 1 + _QR[a], x + 1 + _QC[a]
@@ -154,17 +171,28 @@ def _turn(vals, msk, labels, crosses, x, y, d, v, forward):
         if crosses[la] and crosses[lb]:
             return d, UNKNOWN
         return ((d + 1) % 4 if forward else (d + 3) % 4), LOCAL
-    for k in range(4):
-        if forward:
-            q, nb = _OUT[k], _OUT_NB[k]
-        else:
-            q, nb = _IN[k], _IN_NB[k]
-        if inside[q] and not inside[nb]:
-            r, c = y + 1 + _QR[q], x + 1 + _QC[q]
-            if r < 1 or r > hh - 2 or c < 1 or c > ww - 2:
-                return k, EXTERNAL
-            return k, LOCAL
-    return -1, UNKNOWN  # not reached: every boundary edge has a successor
+    if forward:
+        k = _NEXT[m]
+        q = _OUT[k]
+    else:
+        k = _PREV[m]
+        q = _IN[k]
+    r, c = y + _QR[q], x + _QC[q]
+    if r < 0 or r > hh - 3 or c < 0 or c > ww - 3:
+        return k, EXTERNAL
+    return k, LOCAL
+
+
+@numba.njit(cache=True, nogil=True, inline="always")
+def _out_cell(x, y, d):
+    """The cell (block row, column) whose side leaves vertex (x, y) in direction d."""
+    if d == 0:
+        return y, x
+    if d == 1:
+        return y, x - 1
+    if d == 2:
+        return y - 1, x - 1
+    return y - 1, x
 
 
 @numba.njit(cache=True, nogil=True, inline="always")
@@ -193,6 +221,92 @@ def _push_ring(rings, n, start, label, kind, first, last):
 
 
 @numba.njit(cache=True, nogil=True)
+def _trace_ring(vals, msk, labels, crosses, visited, coords, n, r, c, d0, row_off, col_off):
+    """Trace the ring through side d0 of cell (r, c) (a boundary edge not visited yet) or, if
+    it is cut, the chain through it; push its vertices to ``coords`` from ``n``.
+
+    Returns ``coords`` (grown if need be), the new end ``n``, the kind (0 closed ring, 1
+    chain) and the directions of the chain's first and last edges.
+    """
+    h, w = visited.shape
+    v = vals[r + 1, c + 1]
+    # start vertex of side d0 of cell (r, c)
+    x0 = c + (1 if (d0 == 1 or d0 == 2) else 0)
+    y0 = r + (1 if (d0 == 2 or d0 == 3) else 0)
+    # closed ring?
+    start = n
+    visited[r, c] |= 1 << d0
+    x, y, d = x0 + _DX[d0], y0 + _DY[d0], d0
+    closed = False
+    while True:
+        # (the common case of _turn inline: a call costs more than the step)
+        m = (
+            (msk[y, x] and vals[y, x] == v)
+            | (msk[y, x + 1] and vals[y, x + 1] == v) << 1
+            | (msk[y + 1, x] and vals[y + 1, x] == v) << 2
+            | (msk[y + 1, x + 1] and vals[y + 1, x + 1] == v) << 3
+        )
+        if m == 0b1001 or m == 0b0110:
+            dn, st = _turn(vals, msk, labels, crosses, x, y, d, v, True)
+            rq, cq = _out_cell(x, y, dn)
+        else:
+            dn = (_NEXT_BITS >> (2 * m)) & 3
+            rq, cq = _out_cell(x, y, dn)
+            st = LOCAL if (rq >= 0 and rq < h and cq >= 0 and cq < w) else EXTERNAL
+        if st != LOCAL:
+            break
+        if dn != d:
+            coords = _push(coords, n, x + col_off, y + row_off)
+            n += 1
+        if x == x0 and y == y0 and dn == d0:
+            closed = True
+            break
+        visited[rq, cq] |= 1 << dn
+        x, y, d = x + (dn == 0) - (dn == 2), y + (dn == 1) - (dn == 3), dn
+    if closed:
+        return coords, n, 0, d0, d0
+    # a chain: go back to its first edge, then trace it forward
+    n = start
+    x, y, d = x0, y0, d0
+    while True:
+        dp, st = _turn(vals, msk, labels, crosses, x, y, d, v, False)
+        if st != LOCAL:
+            break
+        x, y, d = x - _DX[dp], y - _DY[dp], dp
+    first = d
+    q = _OUT[d]
+    visited[y + _QR[q], x + _QC[q]] |= 1 << d
+    coords = _push(coords, n, x + col_off, y + row_off)
+    n += 1
+    x, y = x + _DX[d], y + _DY[d]
+    while True:
+        # (the common case of _turn inline: a call costs more than the step)
+        m = (
+            (msk[y, x] and vals[y, x] == v)
+            | (msk[y, x + 1] and vals[y, x + 1] == v) << 1
+            | (msk[y + 1, x] and vals[y + 1, x] == v) << 2
+            | (msk[y + 1, x + 1] and vals[y + 1, x + 1] == v) << 3
+        )
+        if m == 0b1001 or m == 0b0110:
+            dn, st = _turn(vals, msk, labels, crosses, x, y, d, v, True)
+            rq, cq = _out_cell(x, y, dn)
+        else:
+            dn = (_NEXT_BITS >> (2 * m)) & 3
+            rq, cq = _out_cell(x, y, dn)
+            st = LOCAL if (rq >= 0 and rq < h and cq >= 0 and cq < w) else EXTERNAL
+        if st != LOCAL:
+            coords = _push(coords, n, x + col_off, y + row_off)
+            n += 1
+            break
+        if dn != d:
+            coords = _push(coords, n, x + col_off, y + row_off)
+            n += 1
+        visited[rq, cq] |= 1 << dn
+        x, y, d = x + (dn == 0) - (dn == 2), y + (dn == 1) - (dn == 3), dn
+    return coords, n, 1, first, d
+
+
+@numba.njit(cache=True, nogil=True)
 def trace_block(vals, msk, row_off, col_off):
     """Rings and chains of the regions of one block (``vals``, ``msk`` with a 1-cell halo).
 
@@ -215,66 +329,24 @@ def trace_block(vals, msk, row_off, col_off):
             if not msk[r + 1, c + 1]:
                 continue
             v = vals[r + 1, c + 1]
+            # boundary sides of the cell (0 top, 1 right, 2 bottom, 3 left) not traced yet
+            sides = (
+                (not (msk[r, c + 1] and vals[r, c + 1] == v))
+                | (not (msk[r + 1, c + 2] and vals[r + 1, c + 2] == v)) << 1
+                | (not (msk[r + 2, c + 1] and vals[r + 2, c + 1] == v)) << 2
+                | (not (msk[r + 1, c] and vals[r + 1, c] == v)) << 3
+            ) & ~visited[r, c]
+            if sides == 0:
+                continue
             lab = labels[r + 1, c + 1]
             for d0 in range(4):
-                if visited[r, c] & (1 << d0):
+                if not (sides & (1 << d0)) or visited[r, c] & (1 << d0):
                     continue
-                nbr = r + 1 + (-1 if d0 == 0 else (1 if d0 == 2 else 0))
-                nbc = c + 1 + (1 if d0 == 1 else (-1 if d0 == 3 else 0))
-                if _in_region(vals, msk, nbr, nbc, v):
-                    continue
-                # start vertex of side d0 of cell (r, c)
-                x0 = c + (1 if (d0 == 1 or d0 == 2) else 0)
-                y0 = r + (1 if (d0 == 2 or d0 == 3) else 0)
-                # closed ring?
                 start = n
-                visited[r, c] |= 1 << d0
-                x, y, d = x0 + _DX[d0], y0 + _DY[d0], d0
-                closed = False
-                while True:
-                    dn, st = _turn(vals, msk, labels, crosses, x, y, d, v, True)
-                    if st != LOCAL:
-                        break
-                    if dn != d:
-                        coords = _push(coords, n, x + col_off, y + row_off)
-                        n += 1
-                    if x == x0 and y == y0 and dn == d0:
-                        closed = True
-                        break
-                    q = _OUT[dn]
-                    visited[y + _QR[q], x + _QC[q]] |= 1 << dn
-                    x, y, d = x + _DX[dn], y + _DY[dn], dn
-                if closed:
-                    rings = _push_ring(rings, nr, start, lab, 0, d0, d0)
-                    nr += 1
-                    continue
-                # a chain: go back to its first edge, then trace it forward
-                n = start
-                x, y, d = x0, y0, d0
-                while True:
-                    dp, st = _turn(vals, msk, labels, crosses, x, y, d, v, False)
-                    if st != LOCAL:
-                        break
-                    x, y, d = x - _DX[dp], y - _DY[dp], dp
-                first = d
-                q = _OUT[d]
-                visited[y + _QR[q], x + _QC[q]] |= 1 << d
-                coords = _push(coords, n, x + col_off, y + row_off)
-                n += 1
-                x, y = x + _DX[d], y + _DY[d]
-                while True:
-                    dn, st = _turn(vals, msk, labels, crosses, x, y, d, v, True)
-                    if st != LOCAL:
-                        coords = _push(coords, n, x + col_off, y + row_off)
-                        n += 1
-                        break
-                    if dn != d:
-                        coords = _push(coords, n, x + col_off, y + row_off)
-                        n += 1
-                    q = _OUT[dn]
-                    visited[y + _QR[q], x + _QC[q]] |= 1 << dn
-                    x, y, d = x + _DX[dn], y + _DY[dn], dn
-                rings = _push_ring(rings, nr, start, lab, 1, first, d)
+                coords, n, kind, first, last = _trace_ring(
+                    vals, msk, labels, crosses, visited, coords, n, r, c, d0, row_off, col_off
+                )
+                rings = _push_ring(rings, nr, start, lab, kind, first, last)
                 nr += 1
     return labels, value, crosses, coords[:n].copy(), rings[:nr].copy()
 
