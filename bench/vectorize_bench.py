@@ -5,6 +5,8 @@ nothing is written), as a numpy array and as a dask array in 1024² chunks, bloc
 
     python bench/vectorize_bench.py 2000 6000
     python bench/vectorize_bench.py 2000 --repeat 3 --profile
+    git show <commit>:ecoplan/polygons.py > /tmp/old_polygons.py
+    python bench/vectorize_bench.py 2000 6000 --before /tmp/old_polygons.py   # before/after
 
 The raw land cover (with its specks) gives many more polygons than the pipeline's zone rasters,
 so this is a pessimistic figure for one vectorize call.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import importlib.util
 import pstats
 import sys
 import time
@@ -54,16 +57,27 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--block-size", type=int, default=4096)
     parser.add_argument("--scheduler", default="threads")
     parser.add_argument("--profile", action="store_true", help="cProfile one dask run")
+    parser.add_argument(
+        "--before", type=Path, help="also time the vectorize of this copy of polygons.py"
+    )
     args = parser.parse_args(argv)
+    versions = {"": vectorize}
+    if args.before:
+        spec = importlib.util.spec_from_file_location("polygons_before", args.before)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        versions = {"before ": module.vectorize, "after ": vectorize}
     for size in args.sizes:
         values = landcover(size)
         grid = Grid(CRS.from_epsg(32647), Affine(10, 0, 400_000, 0, -10, 2_100_000), size, size)
-        runs = {
-            "numpy": lambda v=values, g=grid: vectorize(v, g, block_size=args.block_size),
-            f"dask {args.chunks}": lambda v=values, g=grid: vectorize(
+        runs = {}
+        for label, fn in versions.items():
+            runs[f"{label}numpy"] = lambda v=values, g=grid, fn=fn: fn(
+                v, g, block_size=args.block_size
+            )
+            runs[f"{label}dask {args.chunks}"] = lambda v=values, g=grid, fn=fn: fn(
                 da.from_array(v, chunks=args.chunks), g, block_size=args.block_size
-            ),
-        }
+            )
         for name, run in runs.items():
             best = float("inf")
             with dask.config.set(scheduler=args.scheduler):
@@ -73,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
                     best = min(best, time.perf_counter() - t0)
             parts = sum(len(g.geoms) for g in gdf.geometry)
             print(
-                f"{size}² {name:>10}: {best:7.2f} s  {size * size / best / 1e6:6.1f} Mpx/s"
+                f"{size}² {name:>17}: {best:7.2f} s  {size * size / best / 1e6:6.1f} Mpx/s"
                 f"  ({len(gdf)} values, {parts} polygons)",
                 flush=True,
             )

@@ -118,11 +118,6 @@ def label_block(vals, msk):
     return labels, value, crosses
 
 
-@numba.njit(cache=True, nogil=True)
-def _in_region(vals, msk, r, c, v):
-    return msk[r, c] and vals[r, c] == v
-
-
 def _tables():
     out = np.full(16, -1, np.int64)  # the direction leaving a vertex, by pattern (no pinch)
     inc = np.full(16, -1, np.int64)  # the direction reaching it
@@ -404,3 +399,42 @@ def union_roots(n, a, b):
     for i in range(n):
         parent[i] = _find(parent, i)
     return parent
+
+
+@numba.njit(cache=True, nogil=True)
+def ring_minima(x, y, starts):
+    """Index of the smallest vertex (x first, then y) of every ring ``starts[k]:starts[k + 1]``."""
+    n = len(starts) - 1
+    out = np.empty(n, np.int64)
+    for k in range(n):
+        best = starts[k]
+        for i in range(starts[k] + 1, starts[k + 1]):
+            if x[i] < x[best] or (x[i] == x[best] and y[i] < y[best]):
+                best = i
+        out[k] = best
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def write_rings(x, y, starts, order, first, reverse):
+    """Rings ``order`` one after the other, each from vertex ``first[k]`` on, backwards where
+    ``reverse[k]``, closed by that vertex again (as GEOS's normalize writes them)."""
+    total = 0
+    for k in order:
+        total += starts[k + 1] - starts[k] + 1
+    out = np.empty((total, 2), np.float64)
+    n = 0
+    for k in order:
+        s = starts[k]
+        length = starts[k + 1] - s
+        m = first[k] - s
+        step = length - 1 if reverse[k] else 1
+        for t in range(length):
+            i = s + (m + t * step) % length
+            out[n, 0] = x[i]
+            out[n, 1] = y[i]
+            n += 1
+        out[n, 0] = x[first[k]]
+        out[n, 1] = y[first[k]]
+        n += 1
+    return out

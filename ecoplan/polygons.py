@@ -182,6 +182,12 @@ def _rings(blocks: list[list[_Block]]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return coords, starts, region, value[region]
 
 
+def _normalize_parts(multi: np.ndarray) -> np.ndarray:
+    """Every part of every MultiPolygon normalised by GEOS, the parts kept in their order."""
+    parts, index = shapely.get_parts(multi, return_index=True)
+    return shapely.multipolygons(shapely.normalize(parts), indices=index)
+
+
 def _polygons(blocks: list[list[_Block]], transform: Affine) -> tuple[list, list]:
     """Values and their normalised MultiPolygons (parts sorted by cell-coordinate bounds)."""
     coords, starts, region, value = _rings(blocks)
@@ -209,26 +215,37 @@ def _polygons(blocks: list[list[_Block]], transform: Affine) -> tuple[list, list
     rank = np.empty(len(shells), np.int64)  # rank of each region's polygon
     rank[region[shells[order]]] = np.arange(len(shells))
     ring_rank = rank[region]
-    ring_order = np.lexsort((~shell, ring_rank))
-    # vertices in ring order, every ring closed by its first vertex again
-    r_len = lengths[ring_order] + 1
-    r_start = starts[ring_order]
-    total = int(r_len.sum())
-    ends = np.cumsum(r_len)
-    idx = np.arange(total) - np.repeat(ends - r_len, r_len) + np.repeat(r_start, r_len)
-    idx[ends - 1] = r_start
-    xy = coords[idx].astype(np.float64)
-    a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
-    on_grid = np.empty_like(xy)
-    on_grid[:, 0] = (xy[:, 0] * a + xy[:, 1] * b) + c
-    on_grid[:, 1] = (xy[:, 0] * d + xy[:, 1] * e) + f
-    rings = shapely.linearrings(on_grid, indices=np.repeat(np.arange(n_rings), r_len))
-    polys = shapely.polygons(rings, indices=ring_rank[ring_order])
-    polys = shapely.normalize(polys)
+    # on the grid (as the matrix product x @ M.T + offset did, element by element)
+    x = x.astype(np.float64)
+    y = y.astype(np.float64)
+    gx = (x * transform.a + y * transform.b) + transform.c
+    gy = (x * transform.d + y * transform.e) + transform.f
+    # GEOS's normalize, done here: every ring starts at its smallest vertex (x, then y), shells
+    # clockwise and holes counter-clockwise on the grid, holes sorted in decreasing order
+    # (number of vertices, then coordinates)
+    first = _trace.ring_minima(gx, gy, starts)
+    det = transform.a * transform.e - transform.b * transform.d
+    ccw = area2 * det > 0
+    reverse = np.where(shell, ccw, ~ccw)
+    key_x, key_y = gx[first], gy[first]
+    ring_order = np.lexsort((-key_y, -key_x, -lengths, ~shell, ring_rank))
+    on_grid = _trace.write_rings(gx, gy, starts, ring_order, first, reverse)
     sorted_values = poly_value[order]
-    values, first = np.unique(sorted_values, return_index=True)
-    group = np.repeat(np.arange(len(values)), np.diff(np.append(first, len(sorted_values))))
-    multi = shapely.multipolygons(polys, indices=group)
+    values, first_poly = np.unique(sorted_values, return_index=True)
+    ring_offsets = np.zeros(n_rings + 1, np.int64)
+    np.cumsum(lengths[ring_order] + 1, out=ring_offsets[1:])
+    poly_offsets = np.zeros(len(shells) + 1, np.int64)
+    np.cumsum(np.bincount(ring_rank, minlength=len(shells)), out=poly_offsets[1:])
+    multi_offsets = np.append(first_poly, len(shells))
+    multi = shapely.from_ragged_array(
+        shapely.GeometryType.MULTIPOLYGON, on_grid, (ring_offsets, poly_offsets, multi_offsets)
+    )
+    # two holes of a polygon can only tie on (vertices, first vertex) if the grid is degenerate:
+    # then let GEOS order them (by all their coordinates)
+    r_key = np.stack([ring_rank, lengths, key_x, key_y])[:, ring_order]
+    tie = (~shell[ring_order][1:]) & (r_key[:, 1:] == r_key[:, :-1]).all(axis=0)
+    if tie.any():
+        multi = _normalize_parts(multi)
     return [int(v) for v in values], list(multi)
 
 

@@ -16,7 +16,7 @@ from rasterio.crs import CRS
 from rasterio.features import shapes
 
 from ecoplan.grid import Grid
-from ecoplan.polygons import vectorize
+from ecoplan.polygons import _normalize_parts, vectorize
 
 GRID = Grid(CRS.from_epsg(32647), Affine(10, 0, 500_000, 0, -10, 1_500_000), 30, 40)
 
@@ -206,3 +206,12 @@ def test_nothing_to_vectorize_gives_an_empty_frame():
     assert len(gdf) == 0 and list(gdf.columns) == ["value", "geometry"]
     gdf = vectorize(da.from_array(values, chunks=2), grid_of(values), block_size=1)
     assert len(gdf) == 0
+
+
+def test_rings_are_written_as_geos_normalizes_them():
+    rng = np.random.default_rng(11)
+    values = clustered(rng, (40, 50), 3)
+    for transform in (GRID.transform, Affine(10, 0, 0, 0, 10, 0), Affine(3, 1, 0, 1, -3, 0)):
+        gdf = vectorize(values, grid_of(values, transform), block_size=9)
+        normalized = _normalize_parts(gdf.geometry.values)
+        assert list(shapely.to_wkb(normalized)) == list(shapely.to_wkb(gdf.geometry.values))
