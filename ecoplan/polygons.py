@@ -1,15 +1,17 @@
 """Raster to polygons: cells of equal value become one (multi)polygon per value.
 
-Blocks are vectorised one at a time and the pieces of a value that touch a block seam are
-merged with those of the neighbouring blocks, so a chunked run gives the same polygons as an
-unchunked one: no seam lines, no extra vertices (see :func:`vectorize`).
-Polygons are traced in cell coordinates (integers, exact), merged there, and only then put on
-the grid by its affine transform, so every vertex is computed the same way for any chunking.
+Blocks are traced one at a time (in parallel with dask) by the numba kernels of
+:mod:`ecoplan._trace`, each with a 1-cell halo of its neighbours: rings inside a block come out
+whole, rings that cross block seams come out as chains cut at the seams, and the chains are
+joined once the regions are known across blocks. So a chunked run gives exactly the polygons of
+an unchunked one: no seam lines, no extra vertices (see :func:`vectorize`).
+Rings are traced in cell coordinates (integers, exact) and only then put on the grid by its
+affine transform, so every vertex is computed the same way for any chunking.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+from typing import NamedTuple
 
 import dask
 import dask.array as da
@@ -17,72 +19,51 @@ import geopandas as gpd
 import numpy as np
 import shapely
 from affine import Affine
-from rasterio.features import shapes
 
+from ecoplan import _trace
 from ecoplan.grid import Grid
 
-__all__ = ["vectorize", "block_pieces"]
+__all__ = ["vectorize"]
 
 
-def _polygon(rings: list) -> shapely.Polygon:
-    # faster than shapely.geometry.shape() for GeoJSON-like polygons
-    shell = shapely.linearrings(np.asarray(rings[0], dtype=np.float64))
-    holes = [shapely.linearrings(np.asarray(r, dtype=np.float64)) for r in rings[1:]]
-    return shapely.polygons(shell, holes or None)
+class _Block(NamedTuple):
+    """What :func:`_trace_block` keeps of one block (labels are local to the block)."""
+
+    value: np.ndarray  # value of every label
+    coords: np.ndarray  # int64 (n, 2) ring and chain vertices, raster cell coordinates
+    rings: np.ndarray  # (start, label, kind, first direction, last direction) per ring
+    top: np.ndarray  # labels of the block's first row (-1: no region)
+    bottom: np.ndarray
+    left: np.ndarray  # labels of the block's first column
+    right: np.ndarray
 
 
-def block_pieces(
-    values: np.ndarray,
-    mask: np.ndarray,
-    *,
-    row_off: int = 0,
-    col_off: int = 0,
-    seams: tuple[bool, bool, bool, bool] = (False, False, False, False),
-) -> dict[int, tuple[list, list]]:
-    """Polygons of one block per value, in cell coordinates, as ``(final, seam)`` lists. Halo: 0.
+def _trace_block(values: np.ndarray, mask: np.ndarray, row_off: int, col_off: int) -> _Block:
+    """Rings and chains of one block given with a 1-cell halo (masked out past the raster).
 
-    ``seams`` says which sides of the block (top, bottom, left, right) border another block.
-    ``seam`` pieces touch such a side and must be merged with the neighbours' pieces; ``final``
-    pieces are whole polygons already.
+    Values are compared as int32, as rasterio's polygonizer did (other types were cast).
     """
-    if values.dtype not in (np.uint8, np.uint16, np.int16, np.int32):
-        values = values.astype(np.int32)
-    transform = Affine.translation(col_off, row_off)
-    raw: dict[int, list] = defaultdict(list)
-    for geom, value in shapes(values, mask=mask.astype(bool), transform=transform, connectivity=4):
-        raw[int(value)].append(_polygon(geom["coordinates"]))
-    h, w = values.shape
-    top, bottom, left, right = seams
-    out = {}
-    for value, geoms in raw.items():
-        arr = np.asarray(geoms, dtype=object)
-        xmin, ymin, xmax, ymax = shapely.bounds(arr).T
-        seam = (
-            (top & (ymin <= row_off))
-            | (bottom & (ymax >= row_off + h))
-            | (left & (xmin <= col_off))
-            | (right & (xmax >= col_off + w))
-        )
-        out[value] = (list(arr[~seam]), list(arr[seam]))
+    vals = np.ascontiguousarray(values, dtype=np.int32)
+    msk = np.ascontiguousarray(mask, dtype=np.bool_)
+    labels, value, _, coords, rings = _trace.trace_block(vals, msk, row_off, col_off)
+    return _Block(
+        value,
+        coords,
+        rings,
+        labels[1, 1:-1].copy(),
+        labels[-2, 1:-1].copy(),
+        labels[1:-1, 1].copy(),
+        labels[1:-1, -2].copy(),
+    )
+
+
+def _with_halo(arr: np.ndarray, r0: int, r1: int, c0: int, c1: int, fill) -> np.ndarray:
+    """``arr[r0:r1, c0:c1]`` with one more cell on every side (``fill`` past the edges)."""
+    h, w = arr.shape
+    out = np.full((r1 - r0 + 2, c1 - c0 + 2), fill, dtype=arr.dtype)
+    a0, a1, b0, b1 = max(r0 - 1, 0), min(r1 + 1, h), max(c0 - 1, 0), min(c1 + 1, w)
+    out[a0 - r0 + 1 : a1 - r0 + 1, b0 - c0 + 1 : b1 - c0 + 1] = arr[a0:a1, b0:b1]
     return out
-
-
-def _merge(final: list, seam: list, transform: Affine) -> shapely.MultiPolygon:
-    polys = list(final)
-    if seam:
-        merged = shapely.union_all(seam)
-        # vertices where a block seam crossed a straight edge are collinear: drop them
-        merged = shapely.simplify(merged, 0)
-        polys += [g for g in shapely.get_parts(merged) if g.geom_type == "Polygon"]
-    polys = shapely.normalize(np.asarray(polys, dtype=object))
-    order = np.lexsort(shapely.bounds(polys).T[[2, 3, 0, 1]]) if len(polys) else []
-    polys = polys[order]
-    a, b, c, d, e, f = transform.a, transform.b, transform.c, transform.d, transform.e, transform.f
-    matrix = np.array([[a, b], [d, e]])
-    offset = np.array([c, f])
-    on_grid = shapely.transform(polys, lambda xy: xy @ matrix.T + offset)
-    # a negative y scale (north-up rasters) reverses ring orientation: normalise again
-    return shapely.MultiPolygon(list(shapely.normalize(on_grid)))
 
 
 def _vector_chunks(chunks: tuple, block_size: int) -> tuple:
@@ -101,6 +82,173 @@ def _vector_chunks(chunks: tuple, block_size: int) -> tuple:
     return tuple(out)
 
 
+def _regions(blocks: list[list[_Block]]) -> tuple[np.ndarray, np.ndarray, list]:
+    """Global label of every block label (``base[i][j] + label``: its region's root) and value."""
+    flat = [b for row in blocks for b in row]
+    sizes = [len(b.value) for b in flat]
+    starts = np.cumsum([0, *sizes])
+    base = [[0] * len(row) for row in blocks]
+    k = 0
+    for i, row in enumerate(blocks):
+        for j in range(len(row)):
+            base[i][j] = int(starts[k])
+            k += 1
+    value = np.concatenate([b.value for b in flat]) if flat else np.empty(0, np.int64)
+    a, b = [], []
+
+    def join(la, ba, lb, bb):
+        ok = (la >= 0) & (lb >= 0)
+        la, lb = la[ok].astype(np.int64) + ba, lb[ok].astype(np.int64) + bb
+        same = value[la] == value[lb]
+        a.append(la[same])
+        b.append(lb[same])
+
+    for i, row in enumerate(blocks):
+        for j, blk in enumerate(row):
+            if j + 1 < len(row):
+                join(blk.right, base[i][j], row[j + 1].left, base[i][j + 1])
+            if i + 1 < len(blocks):
+                join(blk.bottom, base[i][j], blocks[i + 1][j].top, base[i + 1][j])
+    a = np.concatenate(a) if a else np.empty(0, np.int64)
+    b = np.concatenate(b) if b else np.empty(0, np.int64)
+    root = _trace.union_roots(len(value), a, b)
+    return root, value, base
+
+
+def _rings(blocks: list[list[_Block]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Every closed ring of every region: vertices, ring starts (and the end), region, value."""
+    root, value, base = _regions(blocks)
+    parts, part_starts, part_region = [], [], []
+    chain_coords, chain_rows, chain_region = [], [], []
+    offset = chain_offset = 0
+    for i, row in enumerate(blocks):
+        for j, blk in enumerate(row):
+            rings = blk.rings
+            if not len(rings):
+                continue
+            ends = np.append(rings[1:, 0], len(blk.coords))
+            region = root[rings[:, 1] + base[i][j]]
+            closed = rings[:, 2] == 0
+            # closed rings: their vertices are contiguous runs of coords
+            keep = np.repeat(closed, ends - rings[:, 0])
+            lengths = (ends - rings[:, 0])[closed]
+            parts.append(blk.coords[keep])
+            part_starts.append(offset + np.cumsum(lengths) - lengths)
+            part_region.append(region[closed])
+            offset += int(lengths.sum())
+            if not closed.all():
+                chains = ~closed
+                keep = np.repeat(chains, ends - rings[:, 0])
+                lengths = (ends - rings[:, 0])[chains]
+                chain_coords.append(blk.coords[keep])
+                rows = np.empty((int(chains.sum()), 4), np.int64)
+                rows[:, 0] = chain_offset + np.cumsum(lengths) - lengths
+                rows[:, 1] = rows[:, 0] + lengths
+                rows[:, 2:] = rings[chains, 3:]
+                chain_rows.append(rows)
+                chain_region.append(region[chains])
+                chain_offset += int(lengths.sum())
+    if chain_rows:
+        coords = np.concatenate(chain_coords)
+        rows = np.concatenate(chain_rows)
+        region = np.concatenate(chain_region)
+        starts, ends, first, last = rows.T
+        # the chain after each chain: the one of the same region starting where it ends; at a
+        # corner contact (two of them) the one turning left
+        span = np.int64(coords.max()) + 2
+        key_start = (region * span + coords[starts, 1]) * span + coords[starts, 0]
+        key_end = (region * span + coords[ends - 1, 1]) * span + coords[ends - 1, 0]
+        order = np.lexsort((first, key_start))
+        lo = np.searchsorted(key_start[order], key_end, side="left")
+        hi = np.searchsorted(key_start[order], key_end, side="right")
+        if not ((hi - lo >= 1) & (hi - lo <= 2)).all():
+            raise AssertionError("vectorize: unmatched ring chain (a bug)")
+        succ = order[lo]
+        two = hi - lo == 2
+        second = order[np.minimum(lo + 1, len(order) - 1)]
+        left = (last + 3) % 4
+        succ = np.where(two & (first[second] == left[np.arange(len(last))]), second, succ)
+        linked, starts_l, ring_chain = _trace.link_chains(coords, starts, ends, succ, first, last)
+        parts.append(linked)
+        part_starts.append(offset + starts_l[:-1])
+        part_region.append(region[ring_chain])
+        offset += len(linked)
+    if not parts:
+        empty = np.empty(0, np.int64)
+        return np.empty((0, 2), np.int64), np.zeros(1, np.int64), empty, empty
+    coords = np.concatenate(parts)
+    starts = np.append(np.concatenate(part_starts), len(coords))
+    region = np.concatenate(part_region)
+    return coords, starts, region, value[region]
+
+
+def _normalize_parts(multi: np.ndarray) -> np.ndarray:
+    """Every part of every MultiPolygon normalised by GEOS, the parts kept in their order."""
+    parts, index = shapely.get_parts(multi, return_index=True)
+    return shapely.multipolygons(shapely.normalize(parts), indices=index)
+
+
+def _polygons(blocks: list[list[_Block]], transform: Affine) -> tuple[list, list]:
+    """Values and their normalised MultiPolygons (parts sorted by cell-coordinate bounds)."""
+    coords, starts, region, value = _rings(blocks)
+    if not len(region):
+        return [], []
+    n_rings = len(region)
+    lengths = np.diff(starts)
+    ring_of = np.repeat(np.arange(n_rings), lengths)
+    nxt = np.arange(1, len(coords) + 1)
+    nxt[starts[1:] - 1] = starts[:-1]
+    x, y = coords[:, 0], coords[:, 1]
+    area2 = np.bincount(ring_of, weights=x * y[nxt] - x[nxt] * y, minlength=n_rings)
+    shell = area2 > 0
+    # one polygon per region: its shell first, then its holes
+    shells = np.flatnonzero(shell)
+    xmin = np.minimum.reduceat(x, starts[:-1])[shells]
+    xmax = np.maximum.reduceat(x, starts[:-1])[shells]
+    ymin = np.minimum.reduceat(y, starts[:-1])[shells]
+    ymax = np.maximum.reduceat(y, starts[:-1])[shells]
+    poly_value = value[shells]
+    order = np.lexsort((xmax, ymax, xmin, ymin, poly_value))
+    regions, region = np.unique(region, return_inverse=True)
+    if len(np.unique(region[shells])) != len(shells) or len(regions) != len(shells):
+        raise AssertionError("vectorize: a region without exactly one outer ring (a bug)")
+    rank = np.empty(len(shells), np.int64)  # rank of each region's polygon
+    rank[region[shells[order]]] = np.arange(len(shells))
+    ring_rank = rank[region]
+    # on the grid (as the matrix product x @ M.T + offset did, element by element)
+    x = x.astype(np.float64)
+    y = y.astype(np.float64)
+    gx = (x * transform.a + y * transform.b) + transform.c
+    gy = (x * transform.d + y * transform.e) + transform.f
+    # GEOS's normalize, done here: every ring starts at its smallest vertex (x, then y), shells
+    # clockwise and holes counter-clockwise on the grid, holes sorted in decreasing order
+    # (number of vertices, then coordinates)
+    first = _trace.ring_minima(gx, gy, starts)
+    det = transform.a * transform.e - transform.b * transform.d
+    ccw = area2 * det > 0
+    reverse = np.where(shell, ccw, ~ccw)
+    key_x, key_y = gx[first], gy[first]
+    ring_order = np.lexsort((-key_y, -key_x, -lengths, ~shell, ring_rank))
+    on_grid = _trace.write_rings(gx, gy, starts, ring_order, first, reverse)
+    sorted_values = poly_value[order]
+    values, first_poly = np.unique(sorted_values, return_index=True)
+    ring_offsets = np.zeros(n_rings + 1, np.int64)
+    np.cumsum(lengths[ring_order] + 1, out=ring_offsets[1:])
+    poly_offsets = np.zeros(len(shells) + 1, np.int64)
+    np.cumsum(np.bincount(ring_rank, minlength=len(shells)), out=poly_offsets[1:])
+    multi_offsets = np.append(first_poly, len(shells))
+    multi = shapely.from_ragged_array(
+        shapely.GeometryType.MULTIPOLYGON, on_grid, (ring_offsets, poly_offsets, multi_offsets)
+    )
+    # two holes of a polygon can only tie on (vertices, first vertex) if the grid is degenerate:
+    # then let GEOS order them (by all their coordinates)
+    r_key = np.stack([ring_rank, lengths, key_x, key_y])[:, ring_order]
+    tie = (~shell[ring_order][1:]) & (r_key[:, 1:] == r_key[:, :-1]).all(axis=0)
+    if tie.any():
+        multi = _normalize_parts(multi)
+    return [int(v) for v in values], list(multi)
+
+
 def vectorize(
     values: np.ndarray | da.Array,
     grid: Grid,
@@ -111,42 +259,54 @@ def vectorize(
     """One dissolved MultiPolygon per value where ``mask`` is true (default: ``values != 0``).
 
     Pixel edges are followed exactly (4-connected): polygon area = pixel count × pixel area.
+    Cells of a value touching only at a corner are separate polygons unless joined by other
+    cells; then the holes touch the shell (or each other) at that corner (OGC-valid).
     ``values`` may be a numpy array or a dask array (vectorised block by block, in parallel,
-    in blocks of at least ``block_size`` cells a side made of whole dask chunks).
+    in blocks of at least ``block_size`` cells a side made of whole dask chunks); a numpy
+    array is traced in blocks of ``block_size`` cells.
     Parts are normalised and sorted, so the result does not depend on the chunking.
     Returns columns ``value`` and ``geometry``, sorted by value.
     """
     if mask is None:
         mask = values != 0
     if isinstance(values, da.Array):
-        # larger blocks than the computing chunks: fewer pieces to merge across seams
+        # larger blocks than the computing chunks: fewer chains to join across seams
         values = values.rechunk(_vector_chunks(values.chunks, block_size))
         mask = mask if isinstance(mask, da.Array) else da.from_array(mask, chunks=values.chunks)
-        mask = mask.rechunk(values.chunks)
+        mask = mask.rechunk(values.chunks).astype(bool)
+        halo = {0: 1, 1: 1}
+        v_blocks = da.overlap.overlap(values, depth=halo, boundary={0: 0, 1: 0}).to_delayed()
+        m_blocks = da.overlap.overlap(mask, depth=halo, boundary={0: False, 1: False})
+        m_blocks = m_blocks.to_delayed()
         offsets = [np.cumsum((0, *c[:-1])) for c in values.chunks]
         nr, nc = len(offsets[0]), len(offsets[1])
-        v_blocks, m_blocks = values.to_delayed(), mask.to_delayed()
         tasks = [
-            dask.delayed(block_pieces)(
-                v_blocks[i, j],
-                m_blocks[i, j],
-                row_off=int(offsets[0][i]),
-                col_off=int(offsets[1][j]),
-                seams=(i > 0, i < nr - 1, j > 0, j < nc - 1),
+            dask.delayed(_trace_block)(
+                v_blocks[i, j], m_blocks[i, j], int(offsets[0][i]), int(offsets[1][j])
             )
             for i in range(nr)
             for j in range(nc)
         ]
-        parts = dask.compute(*tasks)
+        flat = dask.compute(*tasks)
+        blocks = [list(flat[i * nc : (i + 1) * nc]) for i in range(nr)]
     else:
-        parts = [block_pieces(np.asarray(values), np.asarray(mask))]
-    final: dict[int, list] = defaultdict(list)
-    seam: dict[int, list] = defaultdict(list)
-    for part in parts:
-        for value, (done, joined) in part.items():
-            final[value].extend(done)
-            seam[value].extend(joined)
+        values = np.asarray(values)
+        mask = np.asarray(mask, dtype=bool)
+        h, w = values.shape
+        step = max(int(block_size), 1)
+        blocks = [
+            [
+                _trace_block(
+                    _with_halo(values, r0, min(r0 + step, h), c0, min(c0 + step, w), 0),
+                    _with_halo(mask, r0, min(r0 + step, h), c0, min(c0 + step, w), False),
+                    r0,
+                    c0,
+                )
+                for c0 in range(0, w, step)
+            ]
+            for r0 in range(0, h, step)
+        ]
     rows = [
-        {"value": v, "geometry": _merge(final[v], seam[v], grid.transform)} for v in sorted(final)
+        {"value": v, "geometry": g} for v, g in zip(*_polygons(blocks, grid.transform), strict=True)
     ]
     return gpd.GeoDataFrame(rows, columns=["value", "geometry"], geometry="geometry", crs=grid.crs)
