@@ -254,7 +254,7 @@ def vectorize(
     grid: Grid,
     *,
     mask: np.ndarray | da.Array | None = None,
-    block_size: int = 4096,
+    block_size: int = 2048,
 ) -> gpd.GeoDataFrame:
     """One dissolved MultiPolygon per value where ``mask`` is true (default: ``values != 0``).
 
