@@ -219,6 +219,9 @@ class GeoPackageWriter:
     when it opens the layer; ``update_time`` (default: now, UTC) is stamped on the rows.
     """
 
+    batch_vertices = 4_000_000
+    """Largest number of vertices encoded at once (a single larger feature is one batch)."""
+
     def __init__(self, path: str | Path, *, update_time: datetime | None = None):
         self.path = Path(path)
         self.update_time = update_time
@@ -232,19 +235,23 @@ class GeoPackageWriter:
         return self
 
     def add(self, name: str, df: pd.DataFrame, *, style: LayerStyle | None = None) -> None:
+        """Write ``df`` as layer ``name`` now, in batches of rows of at most
+        :attr:`batch_vertices` vertices (so only one batch is encoded at a time)."""
         tmp = self._tmp
         assert tmp is not None, "use GeoPackageWriter in a with block"
-        kwargs: dict = {"layer": name, "driver": "GPKG", "append": tmp.exists()}
-        if not tmp.exists():
-            kwargs["dataset_options"] = {"VERSION": "1.2"}
-        if isinstance(df, gpd.GeoDataFrame):
-            kwargs["promote_to_multi"] = True
-            kwargs["geometry_type"] = "MultiPolygon"
-        kwargs["layer_options"] = {"IDENTIFIER": name}
-        try:
-            pyogrio.write_dataframe(df, tmp, **kwargs)
-        except _PYOGRIO_ERRORS as err:
-            raise _write_error(tmp, name, err) from err
+        for k, part in enumerate(_batches(df, self.batch_vertices)):
+            kwargs: dict = {"layer": name, "driver": "GPKG", "append": tmp.exists()}
+            if not tmp.exists():
+                kwargs["dataset_options"] = {"VERSION": "1.2"}
+            if isinstance(part, gpd.GeoDataFrame):
+                kwargs["promote_to_multi"] = True
+                kwargs["geometry_type"] = "MultiPolygon"
+            if k == 0:
+                kwargs["layer_options"] = {"IDENTIFIER": name}
+            try:
+                pyogrio.write_dataframe(part, tmp, **kwargs)
+            except _PYOGRIO_ERRORS as err:
+                raise _write_error(tmp, name, err) from err
         self.layers.append(name)
         if style is not None:
             self.styles[name] = style
@@ -273,6 +280,24 @@ class GeoPackageWriter:
                     raise
                 return False
         return self._stack.__exit__(exc_type, exc, tb)
+
+
+def _batches(df: pd.DataFrame, max_vertices: int) -> Iterator[pd.DataFrame]:
+    """Consecutive row ranges of ``df`` of at most ``max_vertices`` vertices (at least one row
+    each); an empty or non-spatial frame is one batch."""
+    if not isinstance(df, gpd.GeoDataFrame) or len(df) < 2:
+        yield df
+        return
+    import shapely
+
+    n = shapely.get_num_coordinates(df.geometry.values)
+    start, total = 0, 0
+    for i, v in enumerate(n):
+        if i > start and total + v > max_vertices:
+            yield df.iloc[start:i]
+            start, total = i, 0
+        total += int(v)
+    yield df.iloc[start:]
 
 
 def write_geopackage(

@@ -21,6 +21,7 @@ import dask.array as da
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import rasterio
 import shapely
 from rasterio.warp import transform_bounds
 
@@ -68,6 +69,9 @@ log = logging.getLogger(__name__)
 Scheduler = Literal["threads", "synchronous", "processes"] | str
 LOCAL_SCHEDULERS = ("threads", "synchronous", "processes")
 
+
+GDAL_CACHE_MB = 256
+"""GDAL's raster block cache during a run, in MB (GDAL_CACHEMAX)."""
 
 OUTPUT_ENDINGS = (
     ".gpkg",
@@ -348,7 +352,12 @@ def run_region(
     ``out_dir`` instead of in memory.
     """
     check_scheduler(scheduler)
-    with scheduler_context(scheduler), contextlib.ExitStack() as hold:
+    # GDAL's block cache (5 % of the machine's memory by default) counts against the budget
+    with (
+        rasterio.Env(GDAL_CACHEMAX=GDAL_CACHE_MB),
+        scheduler_context(scheduler),
+        contextlib.ExitStack() as hold,
+    ):
         return _run_region(
             config,
             out_dir,

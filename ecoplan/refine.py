@@ -122,6 +122,7 @@ def refine_zones(
                 folder=folder,
             )
             zones = keep(split)
+            del split
             how = (
                 f"{ur.method}; radius {ur.radius_m:g} m, share >= {ur.min_built_share:g}, "
                 f"clusters >= {ur.min_cluster_area_ha:g} ha"
@@ -131,6 +132,8 @@ def refine_zones(
             f"urban/rural: {n_built} built-up pixels -> {n_urban} urban, {n_built - n_urban} "
             f"rural ({how})"
         )
+    # only the latest zones stay referenced while the minimum mapping unit runs
+    del built
     mmu = apply_mmu(
         zones,
         rules.min_mapping_unit,

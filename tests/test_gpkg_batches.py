@@ -1,0 +1,23 @@
+"""Big layers are written to the GeoPackage in batches of rows, with the same result."""
+
+from __future__ import annotations
+
+import geopandas as gpd
+import pyogrio
+import shapely
+
+from ecoplan.export import GeoPackageWriter
+
+
+def test_a_layer_written_in_batches_reads_back_whole_and_in_order(tmp_path):
+    squares = [shapely.box(i, 0, i + 0.5, 0.5) for i in range(25)]
+    gdf = gpd.GeoDataFrame({"n": list(range(25))}, geometry=squares, crs="EPSG:32647")
+    path = tmp_path / "t.gpkg"
+    with GeoPackageWriter(path) as gpkg:
+        gpkg.batch_vertices = 12  # two or three squares per batch
+        gpkg.add("squares", gdf)
+    assert not list(tmp_path.glob(".*"))
+    back = pyogrio.read_dataframe(path, layer="squares")
+    assert back["n"].tolist() == list(range(25))
+    assert all(shapely.equals(a, b) for a, b in zip(back.geometry, gdf.geometry, strict=True))
+    assert [str(n) for n in pyogrio.list_layers(path)[:, 0]] == ["squares"]
