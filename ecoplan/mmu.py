@@ -35,6 +35,7 @@ __all__ = [
     "MmuResult",
     "neighbour_counts_block",
     "touch_counts_block",
+    "block_majority",
     "majority_targets",
     "apply_mmu",
 ]
@@ -74,6 +75,28 @@ def touch_counts_block(
     # each row is one (patch, stable pixel) pair: count them per (patch, zone)
     keys, counts = np.unique(lab * 256 + zone, return_counts=True)
     return keys // 256, keys % 256, counts.astype(np.int64)
+
+
+def block_majority(
+    small: np.ndarray, zones: np.ndarray, *, connectivity: Connectivity
+) -> tuple[np.ndarray, ...]:
+    """The zone each small patch of a block takes, settled inside the block. Halo: 1.
+
+    A small patch that does not reach the block's border has all its neighbours in the block:
+    its majority is final here, ``(ids, targets)``. Patches on the border (or in the halo) may
+    go on in other blocks: their ``(patch_id, zone, count)`` rows are returned for
+    :func:`majority_targets` over all blocks. So only patches along block seams are gathered
+    whole-grid.
+    """
+    ids, zs, counts = touch_counts_block(small, zones, connectivity=connectivity)
+    # patches on the block's border rows and columns, and those of the neighbours seen in the
+    # halo (stable pixels here touch them: their rows are only part of their count)
+    rim = [small[k] for k in (0, 1, -2, -1)] + [small[:, k] for k in (0, 1, -2, -1)]
+    border = np.unique(np.concatenate(rim))
+    on_border = np.isin(ids, border[border > 0])
+    inner = ~on_border
+    inner_ids, inner_targets = majority_targets(ids[inner], zs[inner], counts[inner])
+    return inner_ids, inner_targets, ids[on_border], zs[on_border], counts[on_border]
 
 
 def majority_targets(
@@ -144,13 +167,18 @@ def apply_mmu(
         small_lab = comps.lookup(small_ids, small_ids, fill=0)
         lab_h = da.overlap.overlap(small_lab, depth=1, boundary=0)
         zon_h = da.overlap.overlap(zones, depth=1, boundary=NODATA)
-        parts = per_block(touch_counts_block, lab_h, zon_h, connectivity=conn)
+        parts = per_block(block_majority, lab_h, zon_h, connectivity=conn)
         parts = parts.compute().ravel().tolist()
-        ids, targets = majority_targets(
-            np.concatenate([p[0] for p in parts]),
-            np.concatenate([p[1] for p in parts]),
+        seam_ids, seam_targets = majority_targets(
             np.concatenate([p[2] for p in parts]),
+            np.concatenate([p[3] for p in parts]),
+            np.concatenate([p[4] for p in parts]),
         )
+        ids = np.concatenate([*(p[0] for p in parts), seam_ids])
+        targets = np.concatenate([*(p[1] for p in parts), seam_targets])
+        order = np.argsort(ids, kind="stable")
+        ids, targets = ids[order], targets[order]
+        del parts
         if len(ids) == 0:
             break
         passes += 1
