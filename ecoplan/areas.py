@@ -110,17 +110,42 @@ def _pair_area_block(a, b, w, *, n_a: int, n_b: int, unit_m2: float) -> np.ndarr
     return sums.astype(np.int64).reshape(n_a, n_b)
 
 
+def _pair_area_columns(a, b, *, steps: np.ndarray, n_a: int, n_b: int, block_info=None):
+    """As :func:`_pair_area_block` when a cell's area depends on its column only (transverse
+    Mercator): pixel counts per (pair, column) times the column's area steps. Same integers."""
+    (_, _), (c0, c1) = block_info[0]["array-location"]
+    w = c1 - c0
+    key = (a.astype(np.int64) * n_b + b.astype(np.int64)) * w + np.arange(w)
+    counts = np.bincount(key.ravel(), minlength=n_a * n_b * w).reshape(n_a * n_b, w)
+    return (counts @ steps[c0:c1]).reshape(n_a, n_b)
+
+
 def pair_areas_m2(a: da.Array, b: da.Array, *, n_a: int, n_b: int, grid: Grid) -> np.ndarray:
     """Ground area (m²) of every ``(a, b)`` value pair over two aligned arrays on ``grid``."""
     b = b.rechunk(a.chunks)
-    w = cell_area_m2(grid, chunks=a.chunks)
     unit_m2 = grid.pixel_area_m2 / AREA_STEPS
-    parts = [
-        dask.delayed(_pair_area_block)(x, y, z, n_a=n_a, n_b=n_b, unit_m2=unit_m2)
-        for x, y, z in zip(
-            a.to_delayed().ravel(), b.to_delayed().ravel(), w.to_delayed().ravel(), strict=True
-        )
-    ]
+    # per (pair, column) counts: only while that table stays small (few units and zones)
+    if is_transverse_mercator(grid) and n_a * n_b * max(a.chunks[1]) <= 2**22:
+        steps = np.rint(_column_area_cached(grid) / unit_m2).astype(np.int64)
+        locations = [
+            {0: {"array-location": ((0, 0), (int(c0), int(c0 + cw)))}}
+            for _ in a.chunks[0]
+            for c0, cw in zip(np.cumsum((0, *a.chunks[1][:-1])), a.chunks[1], strict=True)
+        ]
+        parts = [
+            dask.delayed(_pair_area_columns)(x, y, steps=steps, n_a=n_a, n_b=n_b, block_info=loc)
+            for x, y, loc in zip(
+                a.to_delayed().ravel(), b.to_delayed().ravel(), locations, strict=True
+            )
+        ]
+    else:
+        w = cell_area_m2(grid, chunks=a.chunks)
+        parts = [
+            dask.delayed(_pair_area_block)(x, y, z, n_a=n_a, n_b=n_b, unit_m2=unit_m2)
+            for x, y, z in zip(
+                a.to_delayed().ravel(), b.to_delayed().ravel(), w.to_delayed().ravel(), strict=True
+            )
+        ]
     total = np.zeros((n_a, n_b), np.int64)
     for part in dask.compute(*parts):
         total += part

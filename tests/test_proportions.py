@@ -202,3 +202,28 @@ def test_zone_counts_count_pixels_per_unit_and_zone():
     units = da.from_array(np.array([[1, 1, 1], [2, 0, 2]], np.int32), chunks=2)
     c = zone_counts(zones, units, n_units=2)
     assert c[1, 1] == 2 and c[1, 2] == 1 and c[2, 6] == 1 and c[2, 4] == 1 and c[0, 0] == 1
+
+
+def test_column_sums_on_utm_give_the_same_integers_as_per_cell_sums():
+    import dask.array as da
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    from ecoplan import areas
+    from ecoplan.grid import Grid
+
+    grid = Grid(CRS.from_epsg(32647), Affine(10.0, 0, 750_000.0, 0, -10.0, 1_700_000.0), 60, 94)
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 5, grid.shape), rng.integers(0, 8, grid.shape)
+    unit = grid.pixel_area_m2 / areas.AREA_STEPS
+    cells = areas.cell_area_m2(grid, chunks=grid.shape).compute()
+    per_cell = areas._pair_area_block(a, b, cells, n_a=5, n_b=8, unit_m2=unit) * unit
+    for chunks in ((60, 94), (13, 20), (7, 31)):
+        got = areas.pair_areas_m2(
+            da.from_array(a, chunks=chunks),
+            da.from_array(b, chunks=chunks),
+            n_a=5,
+            n_b=8,
+            grid=grid,
+        )
+        np.testing.assert_array_equal(got, per_cell)
