@@ -205,12 +205,7 @@ def test_zone_counts_count_pixels_per_unit_and_zone():
 
 
 def test_column_sums_on_utm_give_the_same_integers_as_per_cell_sums():
-    import dask.array as da
-    from affine import Affine
-    from rasterio.crs import CRS
-
     from ecoplan import areas
-    from ecoplan.grid import Grid
 
     grid = Grid(CRS.from_epsg(32647), Affine(10.0, 0, 750_000.0, 0, -10.0, 1_700_000.0), 60, 94)
     rng = np.random.default_rng(3)
