@@ -348,8 +348,9 @@ def run_region(
     outputs unless ``overwrite``. ``scheduler`` is ``threads`` (default), ``synchronous``,
     ``processes``, or the address of a ``dask.distributed`` scheduler (``tcp://host:8786``).
     Same inputs and rules give the same outputs, for any ``chunk_size`` and scheduler.
-    An intermediate raster larger than ``memory_budget_mb`` is kept in a temporary file in
-    ``out_dir`` instead of in memory.
+    Intermediate rasters read several times (zones, buffer rings, forbidden zones, suitability
+    levels, the proposed plan) are kept in memory while their total fits ``memory_budget_mb``;
+    the rest go to temporary files in ``out_dir``, removed at the end (:mod:`ecoplan.holding`).
     """
     check_scheduler(scheduler)
     # GDAL's block cache (5 % of the machine's memory by default) counts against the budget

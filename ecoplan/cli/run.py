@@ -77,7 +77,8 @@ _budget = click.option(
     default=512.0,
     show_default=True,
     type=click.FloatRange(min=0),
-    help="Keep the zone raster in memory up to this size; above it, in a temporary file.",
+    help="Keep intermediate rasters (zones, buffer rings, suitability, the proposed plan) in "
+    "memory up to this total; the rest go to temporary files in --out.",
 )
 _quiet = click.option(
     "-q", "--quiet", is_flag=True, help="No progress bar, no summary, no warnings; errors only."
