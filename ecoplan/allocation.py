@@ -604,16 +604,57 @@ def realised_areas(problem: AllocationProblem, zones: np.ndarray) -> list[float]
     return out
 
 
-def _violations(problem: AllocationProblem, zones: np.ndarray) -> list[tuple[int, float]]:
-    """Targets broken by an allocation: (index, signed m², < 0 short of min, > 0 above max)."""
+def _broken(targets, realised: list[float]) -> list[tuple[int, float]]:
+    """Targets broken by realised areas: (index, signed m², < 0 short of min, > 0 above max)."""
     bad = []
-    for i, (t, got) in enumerate(zip(problem.targets, realised_areas(problem, zones), strict=True)):
+    for i, (t, got) in enumerate(zip(targets, realised, strict=True)):
         tol = _TOL * max(t.denom_m2, 1.0)
         if t.min_m2 is not None and got < t.min_m2 - tol:
             bad.append((i, got - t.min_m2))
         elif t.max_m2 is not None and got > t.max_m2 + tol:
             bad.append((i, got - t.max_m2))
     return bad
+
+
+def _solve_and_assign(classes: Classes, targets, assign, *, biggest_m2: float):
+    """The class LP, then cells given zones by ``assign(y_m2) -> (zones, realised areas)``
+    (``zones`` is whatever the caller keeps: cell zones, or a raster and its area table).
+
+    While rounding breaks a target the LP met, that target is tightened by the most the split
+    classes can round (one cell each, ``biggest_m2``) and the LP solved again (module doc).
+    Returns ``(lp, zones, realised, broken)``.
+    """
+    lp = solve_classes(classes, targets)
+    zones, realised = assign(lp.y_m2)
+    broken = _broken(targets, realised)
+    margin = np.zeros(len(targets))
+    for _ in range(4):
+        rounded = {i for i, _ in broken} - set(lp.shortfall_m2) - set(lp.excess_m2)
+        if not rounded:
+            break
+        split = int(((lp.y_m2 > 1e-9 * biggest_m2).sum(axis=1) > 1).sum())
+        for i in rounded:
+            margin[i] = max(2 * margin[i], (split + 1) * biggest_m2)
+        lp = solve_classes(classes, targets, margin_m2=margin, prices=lp.prices)
+        zones, realised = assign(lp.y_m2)
+        broken = _broken(targets, realised)
+    return lp, zones, realised, broken
+
+
+def _not_met(targets, realised: list[float], broken) -> list[str]:
+    """One message per target the allocation cannot meet, with the area it misses by."""
+    messages = []
+    for i, diff in broken:
+        t = targets[i]
+        share = realised[i] / t.denom_m2 if t.denom_m2 else np.nan
+        kind = "below its minimum" if diff < 0 else "above its maximum"
+        bound = t.min_share if diff < 0 else t.max_share
+        messages.append(
+            f"target not met: {t.label or ZONE_BY_CODE[t.zone].name}: "
+            f"{share:.2%} is {kind} {bound:.2%} by {abs(diff) / 1e4:,.1f} ha "
+            f"({abs(diff) / max(t.denom_m2, 1.0):.2%} points); the allowed changes cannot reach it"
+        )
+    return messages
 
 
 def objective(problem: AllocationProblem, zones: np.ndarray) -> float:
@@ -630,34 +671,15 @@ def allocate(problem: AllocationProblem) -> AllocationResult:
     if not problem.allowed.any(axis=1).all():
         raise EcoplanError("allocation: some cells have no allowed zone")
     classes = aggregate(problem)
-    lp = solve_classes(classes, problem.targets)
-    zones = disaggregate(problem, classes, lp.y_m2)
-    broken = _violations(problem, zones)
-    margin = np.zeros(len(problem.targets))
-    biggest = float(problem.area_m2.max())
-    for _ in range(4):
-        rounded = {i for i, _ in broken} - set(lp.shortfall_m2) - set(lp.excess_m2)
-        if not rounded:
-            break
-        # rounding broke a target the LP met: tighten it by the most the split classes can
-        # round (one cell each) and solve again
-        split = int(((lp.y_m2 > 1e-9 * biggest).sum(axis=1) > 1).sum())
-        for i in rounded:
-            margin[i] = max(2 * margin[i], (split + 1) * biggest)
-        lp = solve_classes(classes, problem.targets, margin_m2=margin, prices=lp.prices)
-        zones = disaggregate(problem, classes, lp.y_m2)
-        broken = _violations(problem, zones)
-    messages = []
-    for i, diff in broken:
-        t = problem.targets[i]
-        share = (realised_areas(problem, zones)[i]) / t.denom_m2 if t.denom_m2 else np.nan
-        kind = "below its minimum" if diff < 0 else "above its maximum"
-        bound = t.min_share if diff < 0 else t.max_share
-        messages.append(
-            f"target not met: {t.label or ZONE_BY_CODE[t.zone].name}: "
-            f"{share:.2%} is {kind} {bound:.2%} by {abs(diff) / 1e4:,.1f} ha "
-            f"({abs(diff) / max(t.denom_m2, 1.0):.2%} points); the allowed changes cannot reach it"
-        )
+
+    def assign(y_m2):
+        zones = disaggregate(problem, classes, y_m2)
+        return zones, realised_areas(problem, zones)
+
+    lp, zones, realised, broken = _solve_and_assign(
+        classes, problem.targets, assign, biggest_m2=float(problem.area_m2.max())
+    )
+    messages = _not_met(problem.targets, realised, broken)
     return AllocationResult(
         zones=zones,
         objective=objective(problem, zones),
@@ -743,18 +765,6 @@ def _realised(targets, area_after: np.ndarray) -> list[float]:
         float(area_after[1:, t.zone].sum() if t.scope == 0 else area_after[t.scope, t.zone])
         for t in targets
     ]
-
-
-def _broken(targets, realised: list[float]) -> list[tuple[int, float]]:
-    """Targets broken by realised areas: (index, signed m², < 0 short of min, > 0 above max)."""
-    bad = []
-    for i, (t, got) in enumerate(zip(targets, realised, strict=True)):
-        tol = _TOL * max(t.denom_m2, 1.0)
-        if t.min_m2 is not None and got < t.min_m2 - tol:
-            bad.append((i, got - t.min_m2))
-        elif t.max_m2 is not None and got > t.max_m2 + tol:
-            bad.append((i, got - t.max_m2))
-    return bad
 
 
 def _largest_cell_m2(grid) -> float:
@@ -862,38 +872,16 @@ def propose_plan(region, zones, buffers, *, keep=None) -> Plan:
             score=np.where(allowed, score, 0.0),
             area_m2=table.area_m2,
         )
-        lp = solve_classes(classes, targets)
-        proposed = keep(assign_zones(inputs, table, lp.y_m2))
-        area_after = pair_areas_m2(units, proposed, n_a=n_units + 1, n_b=N_Z, grid=grid)
-        broken = _broken(targets, _realised(targets, area_after))
-        margin = np.zeros(len(targets))
-        biggest = _largest_cell_m2(grid)
-        for _ in range(4):
-            rounded = {i for i, _ in broken} - set(lp.shortfall_m2) - set(lp.excess_m2)
-            if not rounded:
-                break
-            # rounding broke a target the LP met: tighten it by the most the split classes
-            # can round (one cell each) and solve again (as allocate() does)
-            split = int(((lp.y_m2 > 1e-9 * biggest).sum(axis=1) > 1).sum())
-            for i in rounded:
-                margin[i] = max(2 * margin[i], (split + 1) * biggest)
-            lp = solve_classes(classes, targets, margin_m2=margin, prices=lp.prices)
-            proposed = keep(assign_zones(inputs, table, lp.y_m2))
-            area_after = pair_areas_m2(units, proposed, n_a=n_units + 1, n_b=N_Z, grid=grid)
-            broken = _broken(targets, _realised(targets, area_after))
-        messages = []
-        realised = _realised(targets, area_after)
-        for i, diff in broken:
-            t = targets[i]
-            share = realised[i] / t.denom_m2 if t.denom_m2 else np.nan
-            kind = "below its minimum" if diff < 0 else "above its maximum"
-            bound = t.min_share if diff < 0 else t.max_share
-            messages.append(
-                f"target not met: {t.label or ZONE_BY_CODE[t.zone].name}: "
-                f"{share:.2%} is {kind} {bound:.2%} by {abs(diff) / 1e4:,.1f} ha "
-                f"({abs(diff) / max(t.denom_m2, 1.0):.2%} points); the allowed changes cannot "
-                "reach it"
-            )
+
+        def assign(y_m2):  # the proposed raster (held) and its areas per (unit, zone)
+            raster = keep(assign_zones(inputs, table, y_m2))
+            areas = pair_areas_m2(units, raster, n_a=n_units + 1, n_b=N_Z, grid=grid)
+            return (raster, areas), _realised(targets, areas)
+
+        lp, (proposed, area_after), realised, broken = _solve_and_assign(
+            classes, targets, assign, biggest_m2=_largest_cell_m2(grid)
+        )
+        messages = _not_met(targets, realised, broken)
         result = AllocationResult(
             zones=proposed,
             objective=lp.objective,
