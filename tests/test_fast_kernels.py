@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasterio.crs import CRS
 from scipy import ndimage
+from test_components import reference as scipy_labels
 
 from ecoplan.classify import block_histogram
 from ecoplan.grid import Grid
@@ -16,19 +17,6 @@ from ecoplan.io import NO_CODE, codes_on_grid, open_raster, source_pixels
 from ecoplan.kernels import dense_share, kernel_runs, label_equal, lookup, touch_rows, window_sum
 from ecoplan.settlement import window_kernel
 from ecoplan.spill import hold
-
-
-def scipy_labels(values, connectivity):
-    s = ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
-    out = np.zeros(values.shape, np.int64)
-    nxt = 0
-    for v in np.unique(values):
-        if v == 0:
-            continue
-        lab, n = ndimage.label(values == v, structure=s)
-        out[lab > 0] = lab[lab > 0] + nxt
-        nxt += n
-    return out
 
 
 @settings(max_examples=40, deadline=None)
