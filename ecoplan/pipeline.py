@@ -53,7 +53,7 @@ from ecoplan.io import (
 from ecoplan.plans import plans_for_region
 from ecoplan.polygons import vectorize
 from ecoplan.progress import STEPS, Progress, silent
-from ecoplan.proportions import N_CODES, proportions_table, zone_counts
+from ecoplan.proportions import N_CODES, proportions_table
 from ecoplan.refine import refine_zones
 from ecoplan.region import RegionConfig, load_region
 from ecoplan.report import ReportData, write_report
@@ -427,15 +427,14 @@ def _run_region(
         # each rule's rings are read by the allocation, the layers and the plans: once
         buffers = [replace(b, rings=keep(b.rings.astype(np.uint8))) for b in buffers]
         notes += buffer_notes
-        n_units = len(region.boundary)
-        counts = zone_counts(zones, region.units, n_units=n_units)
 
         progress("proportions")
         # --- issue 4: constraints, suitability and the proposed plan (ecoplan.allocation) ---
         plan = propose_plan(region, zones, buffers, keep=keep)
         notes += plan.notes
+        # the allocation's exact ground areas per (unit, zone): no separate count pass
         table = proportions_table(
-            counts,
+            counts=None,
             unit_ids=region.unit_ids,
             region_id=cfg.id,
             pixel_area_m2=grid.pixel_area_m2,

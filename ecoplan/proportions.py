@@ -56,7 +56,7 @@ def _status(share: float, lo: float | None, hi: float | None) -> str:
 
 
 def proportions_table(
-    counts: np.ndarray,
+    counts: np.ndarray | None,
     *,
     unit_ids: list[str],
     region_id: str,
@@ -69,13 +69,15 @@ def proportions_table(
 
     ``counts[i, z]`` is the pixel count of zone code ``z`` in unit ``i`` (``i`` = 1…n; row 0 is
     outside every unit and ignored). ``area_m2`` (same shape), when given, holds the exact
-    ground areas and is used instead of ``counts × pixel_area_m2``. Columns: ``level`` (unit /
-    region), ``unit_id``, ``zone``, ``zone_en``, ``zone_th``, ``area_ha``, ``share`` (0–1,
-    empty for zones outside the denominator), ``target_min``, ``target_max``, ``status`` (ok /
-    below / above / no target / not counted / no land), ``denominator``. With
-    ``area_m2_after`` (the proposed plan's areas), also ``area_ha_after``, ``share_after`` and
-    ``status_after``.
+    ground areas and is used instead of ``counts × pixel_area_m2`` (``counts`` may then be
+    None). Columns: ``level`` (unit / region), ``unit_id``, ``zone``, ``zone_en``, ``zone_th``,
+    ``area_ha``, ``share`` (0–1, empty for zones outside the denominator), ``target_min``,
+    ``target_max``, ``status`` (ok / below / above / no target / not counted / no land),
+    ``denominator``. With ``area_m2_after`` (the proposed plan's areas), also ``area_ha_after``,
+    ``share_after`` and ``status_after``.
     """
+    if area_m2 is None and counts is None:
+        raise ValueError("proportions_table needs counts or area_m2")
     before = (
         np.asarray(area_m2, dtype=np.float64)
         if area_m2 is not None
