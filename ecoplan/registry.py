@@ -34,6 +34,7 @@ import logging
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from datetime import UTC, date, datetime
@@ -287,11 +288,35 @@ class Registry:
                 raise
             self._conn.execute("COMMIT")
             if self._create:
-                mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
-                if mode.lower() != "wal":
-                    self._conn.execute("PRAGMA journal_mode=WAL")
+                self._switch_to_wal()
         except sqlite3.DatabaseError as err:
             raise self._database_error(err) from err
+
+    def _switch_to_wal(self) -> None:
+        """Put the file in WAL mode (once; the mode is stored in the file).
+
+        The switch needs the file to itself, and SQLite refuses it at once ("database is locked")
+        rather than waiting while another connection reads or writes, so it is retried until
+        ``timeout_s``. If the file stays busy the registry still works, in SQLite's rollback
+        journal mode, which is just as safe for concurrent writers; a later writer switches it.
+        """
+        deadline = time.monotonic() + self.timeout_s
+        pause = 0.005
+        while True:
+            try:
+                mode = self._conn.execute("PRAGMA journal_mode").fetchone()[0]
+                if mode.lower() == "wal":
+                    return
+                self._conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err):
+                    raise
+                if time.monotonic() + pause > deadline:
+                    log.debug("%s: stays busy; left in rollback journal mode", self.path)
+                    return
+                time.sleep(pause)
+                pause = min(pause * 2, 0.2)
 
     def _check_or_create(self) -> None:
         conn = self._conn

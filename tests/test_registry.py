@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import multiprocessing
 import sqlite3
+import threading
 from datetime import date
 from pathlib import Path
 
@@ -142,6 +143,67 @@ def test_concurrent_writer_processes_lose_no_record(tmp_path):
     assert len(regions) == 101 and set(regions) == expected | {"shared"}
     assert len(history) == 101
     assert [e.region_id for e in history].count("shared") == 1
+
+
+def _registry_in_rollback_mode(path: Path) -> sqlite3.Connection:
+    """A registry switched back to rollback-journal mode, and a second connection to it."""
+    with Registry(path) as reg:
+        reg.register([_sub()])
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    assert conn.execute("PRAGMA journal_mode=DELETE").fetchone()[0] == "delete"
+    return conn
+
+
+def _journal_mode(path: Path) -> str:
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute("PRAGMA journal_mode").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def _read_during_wal_switch(monkeypatch, reader: sqlite3.Connection, *, release_after_s: float):
+    """Make another connection hold a read lock from just before the WAL switch."""
+    switch = Registry._switch_to_wal
+
+    def switch_while_another_connection_reads(self):
+        reader.execute("BEGIN")
+        reader.execute("SELECT count(*) FROM plans").fetchone()  # a SHARED lock
+        release = threading.Timer(release_after_s, lambda: reader.execute("COMMIT"))
+        release.start()
+        try:
+            switch(self)
+        finally:
+            release.join()
+
+    monkeypatch.setattr(Registry, "_switch_to_wal", switch_while_another_connection_reads)
+
+
+def test_switch_to_wal_waits_for_a_reader_instead_of_failing(tmp_path, monkeypatch):
+    # SQLite refuses the WAL switch at once while another connection reads: this was a
+    # "database is locked" error for one of several writers opening a new registry together.
+    path = tmp_path / "reg.sqlite"
+    reader = _registry_in_rollback_mode(path)
+    _read_during_wal_switch(monkeypatch, reader, release_after_s=0.3)
+    try:
+        with Registry(path, timeout_s=30) as reg:
+            reg.register([_sub(region="south")])
+    finally:
+        reader.close()
+    assert _journal_mode(path) == "wal"
+
+
+def test_registry_stays_usable_when_the_wal_switch_stays_busy(tmp_path, monkeypatch):
+    path = tmp_path / "reg.sqlite"
+    reader = _registry_in_rollback_mode(path)
+    _read_during_wal_switch(monkeypatch, reader, release_after_s=1.0)
+    try:
+        with Registry(path, timeout_s=0.3) as reg:  # gives the switch up after 0.3 s
+            assert [r.action for r in reg.register([_sub(region="south")])] == ["added"]
+            assert [p.region_id for p in reg.plans()] == ["north", "south"]
+    finally:
+        reader.close()
+    assert _journal_mode(path) == "delete"  # a later writer switches it
 
 
 def _assert_refused_untouched(path: Path, match: str, *, create: bool = True) -> None:
