@@ -4,6 +4,7 @@ Started by bench/run.py as a child process (so its peak RSS and CPU time are its
 
     python bench/ecoplan_child.py REGION_YAML OUT_DIR RESULT_JSON
         [--chunk-size N] [--scheduler threads] [--profile PSTATS]
+        [--memory-budget-mb MB]
 
 Imports ``ecoplan`` from this checkout (the folder above ``bench/``), not from site-packages.
 With ``--profile`` the run is profiled with cProfile; use ``--scheduler synchronous`` then, as
@@ -30,6 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--chunk-size", type=int, default=1024)
     parser.add_argument("--scheduler", default="threads")
     parser.add_argument("--profile", type=Path, default=None)
+    parser.add_argument("--memory-budget-mb", type=float, default=None)
     args = parser.parse_args(argv)
 
     t_import = time.time()
@@ -51,6 +53,8 @@ def main(argv: list[str] | None = None) -> int:
         "overwrite": True,
         "progress": progress,
     }
+    if args.memory_budget_mb is not None:
+        kwargs["memory_budget_mb"] = args.memory_budget_mb
     if args.profile:
         import cProfile
 

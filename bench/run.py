@@ -131,6 +131,7 @@ def run_ecoplan(
     max_rss_gb: float,
     timeout_min: float,
     profile: Path | None = None,
+    memory_budget_mb: float | None = None,
 ) -> dict:
     result_json = out_dir / "child.json"
     for f in (result_json, result_json.with_suffix(".marks")):
@@ -149,6 +150,8 @@ def run_ecoplan(
     ]
     if profile:
         argv += ["--profile", str(profile)]
+    if memory_budget_mb is not None:
+        argv += ["--memory-budget-mb", str(memory_budget_mb)]
     out_dir.mkdir(parents=True, exist_ok=True)
     load_before = os.getloadavg()[0]
     t0 = time.perf_counter()
@@ -165,6 +168,7 @@ def run_ecoplan(
         "tool": "ecoplan",
         "scheduler": scheduler,
         "chunk_size": chunk_size,
+        "memory_budget_mb": memory_budget_mb,
         "seconds": seconds,
         "cpu_seconds": usage.ru_utime + usage.ru_stime,
         "max_rss_mb": max(usage.ru_maxrss / 1024.0, mon.peak_between(0, float("inf"))),
@@ -283,6 +287,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--chunk-size", type=int, default=1024)
     parser.add_argument("--scheduler", default="threads")
+    parser.add_argument(
+        "--memory-budget-mb", type=float, default=None, help="ecoplan's (default: its own)"
+    )
     parser.add_argument("--skip-gdal", action="store_true")
     parser.add_argument("--skip-ecoplan", action="store_true")
     parser.add_argument("--regenerate", action="store_true", help="regenerate the data")
@@ -350,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
             scheduler=args.scheduler,
             max_rss_gb=args.max_rss_gb,
             timeout_min=args.timeout_min,
+            memory_budget_mb=args.memory_budget_mb,
         )
         if args.profile:
             prof = results / f"ecoplan_{label}.pstats"

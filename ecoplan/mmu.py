@@ -164,7 +164,9 @@ def apply_mmu(
         left = int(small.sum())
         if left == 0:
             break
-        small_lab = comps.lookup(small_ids, small_ids, fill=0)
+        # int32 ids where they fit: the haloed blocks a pass holds are half the size
+        id_type = np.int32 if len(comps.ids) < np.iinfo(np.int32).max else np.int64
+        small_lab = comps.lookup(small_ids, small_ids.astype(id_type), fill=0)
         lab_h = da.overlap.overlap(small_lab, depth=1, boundary=0)
         zon_h = da.overlap.overlap(zones, depth=1, boundary=NODATA)
         parts = per_block(block_majority, lab_h, zon_h, connectivity=conn)
