@@ -30,6 +30,7 @@ import numpy as np
 from pyproj import CRS, Proj, Transformer
 
 from ecoplan.grid import Grid
+from ecoplan.kernels import pair_column_counts
 
 __all__ = [
     "is_transverse_mercator",
@@ -114,9 +115,7 @@ def _pair_area_columns(a, b, *, steps: np.ndarray, n_a: int, n_b: int, block_inf
     """As :func:`_pair_area_block` when a cell's area depends on its column only (transverse
     Mercator): pixel counts per (pair, column) times the column's area steps. Same integers."""
     (_, _), (c0, c1) = block_info[0]["array-location"]
-    w = c1 - c0
-    key = (a.astype(np.int64) * n_b + b.astype(np.int64)) * w + np.arange(w)
-    counts = np.bincount(key.ravel(), minlength=n_a * n_b * w).reshape(n_a * n_b, w)
+    counts = pair_column_counts(a, b, n_a=n_a, n_b=n_b)
     return (counts @ steps[c0:c1]).reshape(n_a, n_b)
 
 

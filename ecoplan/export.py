@@ -363,9 +363,18 @@ def write_text(path: str | Path, text: str) -> Path:
 
 
 def write_zone_raster(
-    path: str | Path, zones: da.Array, grid: Grid, *, tags: dict[str, str]
+    path: str | Path,
+    zones: da.Array,
+    grid: Grid,
+    *,
+    tags: dict[str, str],
+    copy: tuple[str | Path, dict[str, str]] | None = None,
 ) -> Path:
     """Write the zone raster as a cloud-optimised GeoTIFF: uint8, nodata 0, colour table.
+
+    ``copy``: ``(path, more_tags)`` to write the same raster to a second file from the same
+    pass over ``zones`` (the proposed plan when it is today's zones), its tags being ``tags``
+    updated with ``more_tags``.
 
     Blocks are written one at a time into a tiled GeoTIFF, then GDAL's COG driver lays it out
     with overviews built by mode resampling (categories stay categories). Beside it go
@@ -389,8 +398,10 @@ def write_zone_raster(
         # the work file is read once by the COG driver: uncompressed is fastest
         "BIGTIFF": "IF_SAFER",
     }
-    with atomic_path(path) as tmp:
-        work = tmp.with_name(tmp.name + ".work.tif")
+    targets = [(path, tags)] + ([(Path(copy[0]), copy[1])] if copy else [])
+    with contextlib.ExitStack() as stack:
+        tmps = [stack.enter_context(atomic_path(p)) for p, _ in targets]
+        work = tmps[0].with_name(tmps[0].name + ".work.tif")
         try:
             with rasterio.open(work, "w", **profile) as dst:
                 _store(zones, dst)
@@ -399,20 +410,25 @@ def write_zone_raster(
                 dst.set_band_description(1, "zone")
                 dst.update_tags(**tags)
                 dst.update_tags(1, **{f"ZONE_{z.code}": f"{z.name} | {z.name_th}" for z in ZONES})
-            rasterio.shutil.copy(
-                work,
-                tmp,
-                driver="COG",
-                COMPRESS="DEFLATE",
-                OVERVIEWS="AUTO",
-                OVERVIEW_RESAMPLING="MODE",
-                BIGTIFF="IF_SAFER",
-                NUM_THREADS="ALL_CPUS",
-            )
+            for k, (tmp, (_, file_tags)) in enumerate(zip(tmps, targets, strict=True)):
+                if k:
+                    with rasterio.open(work, "r+") as dst:
+                        dst.update_tags(**file_tags)
+                rasterio.shutil.copy(
+                    work,
+                    tmp,
+                    driver="COG",
+                    COMPRESS="DEFLATE",
+                    OVERVIEWS="AUTO",
+                    OVERVIEW_RESAMPLING="MODE",
+                    BIGTIFF="IF_SAFER",
+                    NUM_THREADS="ALL_CPUS",
+                )
         finally:
             _remove(work)
-    write_text(path.with_name(path.name + ".aux.xml"), _pam_categories(category_names()))
-    write_text(path.with_suffix(".qml"), zone_raster_qml())
+    for p, _ in targets:
+        write_text(p.with_name(p.name + ".aux.xml"), _pam_categories(category_names()))
+        write_text(p.with_suffix(".qml"), zone_raster_qml())
     return path
 
 

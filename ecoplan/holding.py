@@ -11,6 +11,9 @@ factors) are held together, so the shared work is done once either way.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
+import functools
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -19,7 +22,30 @@ import dask.array as da
 
 from ecoplan.spill import BlockFile
 
-__all__ = ["Holder", "held_together"]
+__all__ = ["Holder", "held_together", "return_freed_memory"]
+
+
+@functools.cache
+def _malloc_trim():
+    name = ctypes.util.find_library("c")
+    try:
+        return ctypes.CDLL(name).malloc_trim if name else None
+    except (OSError, AttributeError):  # not glibc (macOS, musl …)
+        return None
+
+
+def return_freed_memory() -> None:
+    """Give the memory freed by a finished step back to the operating system.
+
+    glibc keeps freed blocks of the heap for reuse: after a step that made and dropped many
+    block-sized arrays the process's resident memory stays at that step's peak (about 350 MB
+    more after classifying 100 Mpx). ``malloc_trim`` returns it; elsewhere this does
+    nothing. (No ``gc.collect()``: the arrays are freed by reference counting, and a collection
+    costs seconds once a run holds millions of objects.)
+    """
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
 
 
 @contextlib.contextmanager

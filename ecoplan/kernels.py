@@ -451,3 +451,32 @@ def touch_rows(small: np.ndarray, zones: np.ndarray, *, connectivity: int):
     ``small`` (patch id in small patches, else 0) and ``zones`` carry a one-pixel halo.
     """
     return _touch_rows(np.ascontiguousarray(small), np.ascontiguousarray(zones), connectivity == 8)
+
+
+# --- areas: pixel counts per (value pair, column) ------------------------------------------------
+
+
+@numba.njit(cache=True, nogil=True)
+def _pair_column_counts(a, b, n_a, n_b, out):
+    h, w = a.shape
+    for i in range(h):
+        ar, br = a[i], b[i]
+        for j in range(w):
+            x, y = ar[j], br[j]
+            if x < 0 or x >= n_a or y < 0 or y >= n_b:
+                return False
+            out[x * n_b + y, j] += 1
+    return True
+
+
+def pair_column_counts(a: np.ndarray, b: np.ndarray, *, n_a: int, n_b: int) -> np.ndarray:
+    """Pixel counts per value pair and column: ``out[a * n_b + b, column]`` (int64), in one
+    pass. Values must be in ``0 <= a < n_a`` and ``0 <= b < n_b`` (else ``ValueError``)."""
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b)
+    if a.shape != b.shape or a.ndim != 2:
+        raise ValueError(f"two 2-D arrays of one shape needed (got {a.shape} and {b.shape})")
+    out = np.zeros((n_a * n_b, a.shape[1]), np.int64)
+    if not _pair_column_counts(a, b, n_a, n_b, out):
+        raise ValueError(f"values out of range: a must be in [0, {n_a}), b in [0, {n_b})")
+    return out

@@ -26,6 +26,7 @@ import dask.array as da
 import numpy as np
 
 from ecoplan.components import Connectivity, label_components, per_block
+from ecoplan.holding import return_freed_memory
 from ecoplan.kernels import touch_rows
 from ecoplan.rules import MinMappingUnit
 from ecoplan.spill import hold
@@ -189,6 +190,8 @@ def apply_mmu(
         target = comps.lookup(ids, targets.astype(zones.dtype))
         zones = da.map_blocks(_replace_block, zones, target, dtype=zones.dtype)
         zones = hold(zones, budget_bytes=budget_bytes, folder=folder)
+        del comps, target, small_lab, lab_h, zon_h
+        return_freed_memory()
         left -= len(ids)
     else:
         log.warning("minimum mapping unit: stopped after %d passes", settings.max_iterations)

@@ -39,7 +39,7 @@ from ecoplan.export import (
     write_zone_raster,
 )
 from ecoplan.grid import Grid, metres_per_pixel, utm_crs_for
-from ecoplan.holding import Holder
+from ecoplan.holding import Holder, return_freed_memory
 from ecoplan.io import (
     MAX_PIXELS,
     RasterInfo,
@@ -422,12 +422,14 @@ def _run_region(
         keep = Holder(hold, folder=out_dir, budget_bytes=budget_bytes)
         zones = keep(zones)
 
+        return_freed_memory()
         progress("buffers")
         buffers, buffer_notes = _buffers(region, zones)
         # each rule's rings are read by the allocation, the layers and the plans: once
         buffers = [replace(b, rings=keep(b.rings.astype(np.uint8))) for b in buffers]
         notes += buffer_notes
 
+        return_freed_memory()
         progress("proportions")
         # --- issue 4: constraints, suitability and the proposed plan (ecoplan.allocation) ---
         plan = propose_plan(region, zones, buffers, keep=keep)
@@ -443,6 +445,7 @@ def _run_region(
             area_m2_after=plan.area_m2_after,
         )
 
+    return_freed_memory()
     progress("polygons")
     # All outputs are committed together at the end: a failure leaves the previous ones. The
     # layers go into the GeoPackage as they are made, so only one is in memory at a time.
@@ -460,11 +463,15 @@ def _run_region(
                 buffer_rules=region.rules.buffers,
             )
             gpkg.add(name, layer, style=style.get(name))
+            return_freed_memory()
 
         zone_layer = _zone_layer(zones, region, plan.area_m2_before)
         add("zones", zone_layer)
-        if plan.result is not None:  # else the proposed plan is today's zones: kept
-            zone_layer = None
+        # issue 4: the proposed plan (today's zones when there is no allocation)
+        if plan.result is not None:
+            zone_layer = _zone_layer(plan.proposed, region, plan.area_m2_after)
+        add("proposed_zones", zone_layer)
+        del zone_layer
         buffer_layer, conflict_rows = _buffer_layers(region, zones, buffers)
         # issue 4: land in a zone a constraint forbids
         conflict_layer = gpd.GeoDataFrame(
@@ -486,17 +493,14 @@ def _run_region(
         for name, layer in plans.layers.items():
             add(name, layer)
         del plans
-        # issue 4: constraints and the proposed plan
+        # issue 4: constraints and the changes of the proposed plan
         add("constraint_zones", plan.constraint_layer)
-        if zone_layer is None:
-            zone_layer = _zone_layer(plan.proposed, region, plan.area_m2_after)
-        add("proposed_zones", zone_layer)
-        del zone_layer
         add("zone_changes", plan.changes)
         add("suitability_weights", plan.weights)
         for note in notes:
             log.info("%s", note)
 
+        return_freed_memory()
         progress("write")
         finished = datetime.now(UTC)
         metadata = _metadata(
@@ -510,8 +514,12 @@ def _run_region(
             "RULES_SHA256": region.rules.digest(),
             "CROSSWALK": region.crosswalk.name,
         }
-        write_zone_raster(tif_path, zones, grid, tags=tags)
-        write_zone_raster(proposed_path, plan.proposed, grid, tags={**tags, "PHASE": "proposed"})
+        proposed_tags = {**tags, "PHASE": "proposed"}
+        if plan.result is None:  # the proposed plan is today's zones: one pass, two files
+            write_zone_raster(tif_path, zones, grid, tags=tags, copy=(proposed_path, proposed_tags))
+        else:
+            write_zone_raster(tif_path, zones, grid, tags=tags)
+            write_zone_raster(proposed_path, plan.proposed, grid, tags=proposed_tags)
         # --- report (issue 5, ecoplan.report) ---
         report = ReportData(
             region_id=cfg.id,

@@ -188,11 +188,57 @@ def _normalize_parts(multi: np.ndarray) -> np.ndarray:
     return shapely.multipolygons(shapely.normalize(parts), indices=index)
 
 
-def _polygons(blocks: list[list[_Block]], transform: Affine) -> tuple[list, list]:
-    """Values and their normalised MultiPolygons (parts sorted by cell-coordinate bounds)."""
-    coords, starts, region, value = _rings(blocks)
+_GROUP_VERTICES = 1_000_000
+"""Values are turned into polygons in groups of about this many vertices (a value is never
+split): the working arrays (about 150 bytes a vertex) are those of one group at a time."""
+
+
+def _polygons(
+    rings: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    transform: Affine,
+    *,
+    group_vertices: int | None = None,
+) -> tuple[list, list]:
+    """Values and their normalised MultiPolygons (parts sorted by cell-coordinate bounds), from
+    the :func:`_rings` of every region, a group of values at a time (each value's MultiPolygon
+    depends only on its own rings, so the result does not depend on the grouping)."""
+    coords, starts, region, ring_value = rings
     if not len(region):
         return [], []
+    group_vertices = _GROUP_VERTICES if group_vertices is None else group_vertices
+    lengths = np.diff(starts)
+    values, ring_group = np.unique(ring_value, return_inverse=True)
+    per_value = np.bincount(ring_group, weights=lengths, minlength=len(values))
+    # consecutive values, a new group when the running total passes group_vertices
+    group_of_value = (np.cumsum(per_value) - per_value) // max(int(group_vertices), 1)
+    _, group_of_value = np.unique(group_of_value, return_inverse=True)
+    ring_group = group_of_value[ring_group]
+    out_values: list = []
+    out_geoms: list = []
+    for g in range(int(group_of_value.max()) + 1):
+        take = ring_group == g
+        if take.all():
+            sub = (coords, starts, region, ring_value)
+        else:
+            sub_lengths = lengths[take]
+            sub_starts = np.zeros(len(sub_lengths) + 1, np.int64)
+            np.cumsum(sub_lengths, out=sub_starts[1:])
+            sub = (coords[np.repeat(take, lengths)], sub_starts, region[take], ring_value[take])
+        v, m = _group_polygons(*sub, transform)
+        out_values += v
+        out_geoms += m
+    return out_values, out_geoms
+
+
+def _group_polygons(
+    coords: np.ndarray,
+    starts: np.ndarray,
+    region: np.ndarray,
+    ring_value: np.ndarray,
+    transform: Affine,
+) -> tuple[list, list]:
+    """:func:`_polygons` for the rings of a group of whole values."""
+    value = ring_value
     n_rings = len(region)
     lengths = np.diff(starts)
     ring_of = np.repeat(np.arange(n_rings), lengths)
@@ -289,6 +335,7 @@ def vectorize(
         ]
         flat = dask.compute(*tasks)
         blocks = [list(flat[i * nc : (i + 1) * nc]) for i in range(nr)]
+        del flat
     else:
         values = np.asarray(values)
         mask = np.asarray(mask, dtype=bool)
@@ -306,7 +353,8 @@ def vectorize(
             ]
             for r0 in range(0, h, step)
         ]
-    rows = [
-        {"value": v, "geometry": g} for v, g in zip(*_polygons(blocks, grid.transform), strict=True)
-    ]
-    return gpd.GeoDataFrame(rows, columns=["value", "geometry"], geometry="geometry", crs=grid.crs)
+    rings = _rings(blocks)
+    del blocks  # the blocks' vertices are in ``rings`` now
+    values, geoms = _polygons(rings, grid.transform)
+    del rings
+    return gpd.GeoDataFrame({"value": values, "geometry": geoms}, geometry="geometry", crs=grid.crs)

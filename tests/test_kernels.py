@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
-from ecoplan.kernels import distance_to_source, lookup
+from ecoplan.kernels import distance_to_source, lookup, pair_column_counts
 
 
 def reference(source, p):
@@ -50,3 +50,25 @@ def test_lookup_equals_numpy_indexing_and_zeroes_out_of_range_codes():
     codes = rng.integers(-5, 120, (40, 50)).astype(np.int32)
     expected = np.where((codes >= 0) & (codes < 101), lut[np.clip(codes, 0, 100)], 0)
     np.testing.assert_array_equal(lookup(codes, lut), expected)
+
+
+@pytest.mark.parametrize(
+    "dtypes", [(np.uint8, np.uint8), (np.int32, np.uint8), (np.int64, np.int16)]
+)
+def test_pair_column_counts_equal_numpy_bincount(dtypes):
+    rng = np.random.default_rng(3)
+    n_a, n_b = 5, 16
+    a = rng.integers(0, n_a, (37, 23)).astype(dtypes[0])
+    b = rng.integers(0, n_b, (37, 23)).astype(dtypes[1])
+    key = (a.astype(np.int64) * n_b + b) * 23 + np.arange(23)
+    expected = np.bincount(key.ravel(), minlength=n_a * n_b * 23).reshape(n_a * n_b, 23)
+    got = pair_column_counts(a, b, n_a=n_a, n_b=n_b)
+    assert got.dtype == np.int64
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_pair_column_counts_refuse_values_out_of_range():
+    a = np.zeros((2, 2), np.uint8)
+    b = np.full((2, 2), 16, np.uint8)
+    with pytest.raises(ValueError, match="out of range"):
+        pair_column_counts(a, b, n_a=1, n_b=16)

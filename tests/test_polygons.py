@@ -165,6 +165,19 @@ def test_random_rasters_match_the_reference_for_any_chunking(seed):
         assert_same(vectorize(arr, grid, block_size=block_size), expected)
 
 
+@pytest.mark.parametrize("group_vertices", [1, 9, 60])
+def test_values_made_in_groups_give_the_same_polygons(monkeypatch, group_vertices):
+    # values are turned into polygons a group at a time (bounded memory): any grouping, from
+    # one value per group up, gives the polygons of one pass over all values
+    rng = np.random.default_rng(5)
+    values = clustered(rng, (48, 52), 6).astype(np.int32)
+    grid = grid_of(values)
+    expected = _reference_vectorize(values, grid)
+    monkeypatch.setattr("ecoplan.polygons._GROUP_VERTICES", group_vertices)
+    assert_same(vectorize(values, grid, block_size=16), expected)
+    assert_same(vectorize(da.from_array(values, chunks=(13, 11)), grid, block_size=1), expected)
+
+
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(
     values=st.integers(1, 14).flatmap(

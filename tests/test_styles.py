@@ -187,3 +187,32 @@ def test_zone_raster_is_a_cog_with_mode_overviews_qml_and_category_names(tmp_pat
     names = [c.text for c in ET.fromstring(aux).iter("Category")]
     assert names == category_names()
     assert names[1] == "forest | พื้นที่ป่า"
+
+
+def test_zone_raster_and_its_copy_share_pixels_and_differ_only_by_the_copys_tags(tmp_path):
+    grid = Grid(CRS_UTM, Affine(100.0, 0, 500000.0, 0, -100.0, 2100000.0), 700, 600)
+    zones = np.zeros(grid.shape, np.uint8)
+    zones[100:500, :300] = 1
+    zones[:, 300:] = 4
+    main = tmp_path / "r_zones.tif"
+    copy = tmp_path / "r_proposed.tif"
+    write_zone_raster(
+        main,
+        da.from_array(zones, chunks=256),
+        grid,
+        tags={"REGION_ID": "r"},
+        copy=(copy, {"PHASE": "proposed"}),
+    )
+    with rasterio.open(main) as a, rasterio.open(copy) as b:
+        np.testing.assert_array_equal(a.read(1), zones)
+        np.testing.assert_array_equal(b.read(1), zones)
+        assert a.tags()["REGION_ID"] == b.tags()["REGION_ID"] == "r"
+        assert "PHASE" not in a.tags() and b.tags()["PHASE"] == "proposed"
+        assert b.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG" and b.overviews(1)
+        assert a.tags(1) == b.tags(1) and b.colormap(1)[1][:3] == ZONES[0].rgb
+    for p in (main, copy):
+        assert p.with_suffix(".qml").is_file() and p.with_name(p.name + ".aux.xml").is_file()
+    assert sorted(f.name for f in tmp_path.iterdir()) == sorted(
+        ["r_zones.tif", "r_zones.qml", "r_zones.tif.aux.xml"]
+        + ["r_proposed.tif", "r_proposed.qml", "r_proposed.tif.aux.xml"]
+    )  # no work file left
