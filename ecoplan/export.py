@@ -29,7 +29,7 @@ import pandas as pd
 import pyogrio
 import rasterio
 import rasterio.shutil
-from rasterio.enums import ColorInterp
+from rasterio.enums import ColorInterp, Resampling
 
 from ecoplan.errors import OutputError
 from ecoplan.grid import Grid
@@ -376,8 +376,8 @@ def write_zone_raster(
     pass over ``zones`` (the proposed plan when it is today's zones), its tags being ``tags``
     updated with ``more_tags``.
 
-    Blocks are written one at a time into a tiled GeoTIFF, then GDAL's COG driver lays it out
-    with overviews built by mode resampling (categories stay categories). Beside it go
+    Blocks are written one at a time into a tiled GeoTIFF, overviews are built on it by mode
+    resampling (categories stay categories), then GDAL's COG driver lays it out. Beside it go
     ``<name>.tif.aux.xml`` (GDAL category names, English | Thai) and ``<name>.qml`` (a QGIS
     paletted style with the 8 classes 0-7, which QGIS loads by default; the TIFF's colour table
     alone makes QGIS list 256 entries).
@@ -410,6 +410,9 @@ def write_zone_raster(
                 dst.set_band_description(1, "zone")
                 dst.update_tags(**tags)
                 dst.update_tags(1, **{f"ZONE_{z.code}": f"{z.name} | {z.name_th}" for z in ZONES})
+            # overviews by mode once, on the work file; the COG driver lays them out
+            with rasterio.open(work, "r+") as dst:
+                dst.build_overviews(_overview_factors(grid.shape, 512), Resampling.mode)
             for k, (tmp, (_, file_tags)) in enumerate(zip(tmps, targets, strict=True)):
                 if k:
                     with rasterio.open(work, "r+") as dst:
@@ -419,8 +422,7 @@ def write_zone_raster(
                     tmp,
                     driver="COG",
                     COMPRESS="DEFLATE",
-                    OVERVIEWS="AUTO",
-                    OVERVIEW_RESAMPLING="MODE",
+                    OVERVIEWS="FORCE_USE_EXISTING",
                     BIGTIFF="IF_SAFER",
                     NUM_THREADS="ALL_CPUS",
                 )
@@ -430,6 +432,16 @@ def write_zone_raster(
         write_text(p.with_name(p.name + ".aux.xml"), _pam_categories(category_names()))
         write_text(p.with_suffix(".qml"), zone_raster_qml())
     return path
+
+
+def _overview_factors(shape: tuple[int, int], tile: int) -> list[int]:
+    """Overview factors 2, 4, 8 … down to the first level that fits in one tile, as the COG
+    driver's ``OVERVIEWS=AUTO`` chooses them."""
+    factors, f = [], 2
+    while max(shape) // (f // 2) > tile:  # sizes rounded down, as GDAL does
+        factors.append(f)
+        f *= 2
+    return factors
 
 
 def _pam_categories(names: list[str]) -> str:

@@ -216,3 +216,23 @@ def test_zone_raster_and_its_copy_share_pixels_and_differ_only_by_the_copys_tags
         ["r_zones.tif", "r_zones.qml", "r_zones.tif.aux.xml"]
         + ["r_proposed.tif", "r_proposed.qml", "r_proposed.tif.aux.xml"]
     )  # no work file left
+
+
+@pytest.mark.parametrize("shape", [(513, 10), (1100, 1100), (2049, 700), (1024, 1025), (4097, 90)])
+def test_zone_raster_overviews_are_the_levels_gdal_cog_auto_chooses(tmp_path, shape):
+    from rasterio.shutil import copy as gdal_copy
+
+    from ecoplan.export import _overview_factors
+
+    grid = Grid(CRS_UTM, Affine(10.0, 0, 500000.0, 0, -10.0, 2100000.0), *shape)
+    plain = tmp_path / "plain.tif"
+    profile = {"driver": "GTiff", "dtype": "uint8", "count": 1, "height": shape[0]}
+    profile |= {"width": shape[1], "crs": grid.crs, "transform": grid.transform}
+    with rasterio.open(plain, "w", **profile) as dst:
+        dst.write(np.ones(shape, np.uint8), 1)
+    gdal_copy(plain, tmp_path / "auto.tif", driver="COG", OVERVIEWS="AUTO")
+    ours = write_zone_raster(
+        tmp_path / "z.tif", da.from_array(np.ones(shape, np.uint8)), grid, tags={}
+    )
+    with rasterio.open(tmp_path / "auto.tif") as auto, rasterio.open(ours) as src:
+        assert src.overviews(1) == auto.overviews(1) == _overview_factors(shape, 512)
