@@ -236,9 +236,16 @@ class GeoPackageWriter:
 
     def add(self, name: str, df: pd.DataFrame, *, style: LayerStyle | None = None) -> None:
         """Write ``df`` as layer ``name`` now, in batches of rows of at most
-        :attr:`batch_vertices` vertices (so only one batch is encoded at a time)."""
+        :attr:`batch_vertices` vertices (so only one batch is encoded at a time).
+
+        Adding to a layer already written appends the rows (same columns): a layer can be
+        written in parts, as they are made.
+        """
         tmp = self._tmp
         assert tmp is not None, "use GeoPackageWriter in a with block"
+        new_layer = name not in self.layers
+        if not new_layer and len(df) == 0:
+            return
         for k, part in enumerate(_batches(df, self.batch_vertices)):
             kwargs: dict = {"layer": name, "driver": "GPKG", "append": tmp.exists()}
             if not tmp.exists():
@@ -246,13 +253,14 @@ class GeoPackageWriter:
             if isinstance(part, gpd.GeoDataFrame):
                 kwargs["promote_to_multi"] = True
                 kwargs["geometry_type"] = "MultiPolygon"
-            if k == 0:
+            if k == 0 and new_layer:
                 kwargs["layer_options"] = {"IDENTIFIER": name}
             try:
                 pyogrio.write_dataframe(part, tmp, **kwargs)
             except _PYOGRIO_ERRORS as err:
                 raise _write_error(tmp, name, err) from err
-        self.layers.append(name)
+        if new_layer:
+            self.layers.append(name)
         if style is not None:
             self.styles[name] = style
 

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import time
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -465,13 +466,15 @@ def _run_region(
             gpkg.add(name, layer, style=style.get(name))
             return_freed_memory()
 
-        zone_layer = _zone_layer(zones, region, plan.area_m2_before)
-        add("zones", zone_layer)
-        # issue 4: the proposed plan (today's zones when there is no allocation)
+        # zones, and (issue 4) the proposed plan, written a unit at a time
+        for part in _zone_layer_parts(zones, region, plan.area_m2_before):
+            add("zones", part)
+            if plan.result is None:  # the proposed plan is today's zones
+                add("proposed_zones", part)
         if plan.result is not None:
-            zone_layer = _zone_layer(plan.proposed, region, plan.area_m2_after)
-        add("proposed_zones", zone_layer)
-        del zone_layer
+            for part in _zone_layer_parts(plan.proposed, region, plan.area_m2_after):
+                add("proposed_zones", part)
+        part = None  # the last unit's polygons leave memory
         buffer_layer, conflict_rows = _buffer_layers(region, zones, buffers)
         # issue 4: land in a zone a constraint forbids
         conflict_layer = gpd.GeoDataFrame(
@@ -582,22 +585,49 @@ CONFLICT_COLUMNS = [
 ]
 
 
-def _zone_layer(zones: da.Array, region: Region, area_m2: np.ndarray) -> gpd.GeoDataFrame:
-    """The ``zones`` layer (or ``proposed_zones``): one feature per (unit, zone), dissolved;
-    ``area_m2[u, z]`` is the ground area of zone z in unit index u."""
-    key = region.units.astype(np.int32) * N_CODES + zones
-    poly = vectorize(key, region.grid, mask=zones > 0)
-    unit_idx = (poly["value"] // N_CODES).to_numpy()
-    codes = (poly["value"] % N_CODES).to_numpy()
-    return gpd.GeoDataFrame(
-        {
-            **_zone_fields(codes),
-            "area_ha": [float(area_m2[u, z]) / 1e4 for u, z in zip(unit_idx, codes, strict=True)],
-            "unit_id": [region.unit_ids[u - 1] for u in unit_idx],
-        },
-        geometry=poly.geometry.values,
-        crs=region.grid.crs,
-    )
+def _unit_windows(region: Region) -> list[tuple[int, int, int, int]]:
+    """Rows ``r0:r1`` and columns ``c0:c1`` of the grid holding each unit (boundary order):
+    its boundary's bounding box, one cell wider on every side, within the grid."""
+    grid = region.grid
+    inverse = ~grid.transform
+    windows = []
+    for minx, miny, maxx, maxy in region.boundary.geometry.bounds.to_numpy():
+        corners = [inverse * (x, y) for x in (minx, maxx) for y in (miny, maxy)]
+        cols = [c for c, _ in corners]
+        rows = [r for _, r in corners]
+        r0 = min(max(int(np.floor(min(rows))) - 1, 0), grid.height)
+        r1 = min(max(int(np.ceil(max(rows))) + 1, 0), grid.height)
+        c0 = min(max(int(np.floor(min(cols))) - 1, 0), grid.width)
+        c1 = min(max(int(np.ceil(max(cols))) + 1, 0), grid.width)
+        windows.append((r0, r1, c0, c1))
+    return windows
+
+
+def _zone_layer_parts(
+    zones: da.Array, region: Region, area_m2: np.ndarray
+) -> Iterator[gpd.GeoDataFrame]:
+    """The ``zones`` layer (or ``proposed_zones``), one unit at a time: one feature per
+    (unit, zone), dissolved; ``area_m2[u, z]`` is the ground area of zone z in unit index u.
+
+    Each unit is vectorised within its own window of the grid (vertices as in a whole-grid
+    run), so only one unit's polygons are in memory at a time.
+    """
+    for u, (r0, r1, c0, c1) in enumerate(_unit_windows(region), start=1):
+        codes, geoms = np.empty(0, np.int64), []
+        if r1 > r0 and c1 > c0:  # else a unit outside the grid: no cell
+            unit_zones = zones[r0:r1, c0:c1]
+            inside = (region.units[r0:r1, c0:c1] == u) & (unit_zones > 0)
+            poly = vectorize(unit_zones, region.grid, mask=inside, origin=(r0, c0))
+            codes, geoms = poly["value"].to_numpy(dtype=np.int64), poly.geometry.values
+        yield gpd.GeoDataFrame(
+            {
+                **_zone_fields(codes),
+                "area_ha": [float(area_m2[u, z]) / 1e4 for z in codes],
+                "unit_id": [region.unit_ids[u - 1]] * len(codes),
+            },
+            geometry=geoms,
+            crs=region.grid.crs,
+        )
 
 
 def _buffer_layers(region: Region, zones: da.Array, buffers: list[BufferResult]):

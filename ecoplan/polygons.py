@@ -188,7 +188,7 @@ def _normalize_parts(multi: np.ndarray) -> np.ndarray:
     return shapely.multipolygons(shapely.normalize(parts), indices=index)
 
 
-_GROUP_VERTICES = 1_000_000
+_GROUP_VERTICES = 250_000
 """Values are turned into polygons in groups of about this many vertices (a value is never
 split): the working arrays (about 150 bytes a vertex) are those of one group at a time."""
 
@@ -301,6 +301,7 @@ def vectorize(
     *,
     mask: np.ndarray | da.Array | None = None,
     block_size: int = 2048,
+    origin: tuple[int, int] = (0, 0),
 ) -> gpd.GeoDataFrame:
     """One dissolved MultiPolygon per value where ``mask`` is true (default: ``values != 0``).
 
@@ -311,8 +312,12 @@ def vectorize(
     in blocks of at least ``block_size`` cells a side made of whole dask chunks); a numpy
     array is traced in blocks of ``block_size`` cells.
     Parts are normalised and sorted, so the result does not depend on the chunking.
+    ``origin``: the grid cell (row, column) of ``values[0, 0]`` when ``values`` is a window of
+    ``grid`` (vertices are computed from whole-grid cell coordinates, so a window gives the
+    very coordinates of the whole grid).
     Returns columns ``value`` and ``geometry``, sorted by value.
     """
+    row0, col0 = (int(v) for v in origin)
     if mask is None:
         mask = values != 0
     if isinstance(values, da.Array):
@@ -324,7 +329,7 @@ def vectorize(
         v_blocks = da.overlap.overlap(values, depth=halo, boundary={0: 0, 1: 0}).to_delayed()
         m_blocks = da.overlap.overlap(mask, depth=halo, boundary={0: False, 1: False})
         m_blocks = m_blocks.to_delayed()
-        offsets = [np.cumsum((0, *c[:-1])) for c in values.chunks]
+        offsets = [o + np.cumsum((0, *c[:-1])) for o, c in zip(origin, values.chunks, strict=True)]
         nr, nc = len(offsets[0]), len(offsets[1])
         tasks = [
             dask.delayed(_trace_block)(
@@ -346,8 +351,8 @@ def vectorize(
                 _trace_block(
                     _with_halo(values, r0, min(r0 + step, h), c0, min(c0 + step, w), 0),
                     _with_halo(mask, r0, min(r0 + step, h), c0, min(c0 + step, w), False),
-                    r0,
-                    c0,
+                    row0 + r0,
+                    col0 + c0,
                 )
                 for c0 in range(0, w, step)
             ]

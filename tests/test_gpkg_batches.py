@@ -21,3 +21,21 @@ def test_a_layer_written_in_batches_reads_back_whole_and_in_order(tmp_path):
     assert back["n"].tolist() == list(range(25))
     assert all(shapely.equals(a, b) for a, b in zip(back.geometry, gdf.geometry, strict=True))
     assert [str(n) for n in pyogrio.list_layers(path)[:, 0]] == ["squares"]
+
+
+def test_a_layer_added_in_parts_reads_back_whole_in_order_beside_another(tmp_path):
+    squares = [shapely.box(i, 0, i + 0.5, 0.5) for i in range(9)]
+    gdf = gpd.GeoDataFrame({"n": list(range(9))}, geometry=squares, crs="EPSG:32647")
+    path = tmp_path / "t.gpkg"
+    with GeoPackageWriter(path) as gpkg:
+        # two layers made a part at a time, interleaved; empty parts change nothing
+        for lo, hi in [(0, 4), (4, 4), (4, 9)]:
+            gpkg.add("a", gdf.iloc[lo:hi])
+            gpkg.add("b", gdf.iloc[lo:hi])
+        gpkg.add("empty", gdf.iloc[0:0])
+    assert gpkg.layers == ["a", "b", "empty"]
+    assert [str(n) for n in pyogrio.list_layers(path)[:, 0]] == ["a", "b", "empty"]
+    for name in ("a", "b"):
+        back = pyogrio.read_dataframe(path, layer=name)
+        assert back["n"].tolist() == list(range(9))
+    assert len(pyogrio.read_dataframe(path, layer="empty")) == 0

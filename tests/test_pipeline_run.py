@@ -240,3 +240,43 @@ def test_a_zone_raster_over_the_memory_budget_is_spilled_to_disk_with_the_same_r
     disk = sorted(p.name for p in (tmp_path / "disk").iterdir())
     assert disk == sorted(p.name for p in (tmp_path / "mem").iterdir())
     assert not [name for name in disk if name.startswith(".")]
+
+
+def test_zones_layer_made_unit_by_unit_equals_one_vectorising_of_the_whole_grid(tmp_path):
+    # units whose bounding boxes overlap (an L-shaped unit around a square one): each unit
+    # is vectorised in its own window, with the very vertices of a whole-grid run
+    from ecoplan.pipeline import prepare_region
+    from ecoplan.polygons import vectorize
+    from ecoplan.proportions import N_CODES
+
+    rng = np.random.default_rng(4)
+    codes = rng.choice(np.array([10, 40, 50, 80], np.uint8), size=(40, 40), p=[0.4, 0.4, 0.1, 0.1])
+    codes = np.kron(codes[::4, ::4], np.ones((4, 4), np.uint8))
+    write_raster(tmp_path / "lc.tif", codes)
+    x, y = X0, Y0 - 40 * PIXEL
+    square = shapely.box(x + 5 * PIXEL, y + 5 * PIXEL, x + 25 * PIXEL, y + 25 * PIXEL)
+    outer = shapely.box(x, y, x + 40 * PIXEL, y + 40 * PIXEL).difference(square)
+    gpd.GeoDataFrame({"unit": ["L", "S"]}, geometry=[outer, square], crs="EPSG:32647").to_file(
+        tmp_path / "units.gpkg", layer="units"
+    )
+    region_yaml = write_region(tmp_path, landcover="lc.tif", boundary="units.gpkg", rules=ONE_RULE)
+    out = tmp_path / "out"
+    run_region(region_yaml, out, chunk_size=16)
+    layer = read(out / "test.gpkg", "zones")
+
+    region = prepare_region(region_yaml, chunk_size=16)
+    with rasterio.open(out / "test_zones.tif") as src:
+        zones = src.read(1)
+    units = np.asarray(region.units)
+    whole = vectorize(units * N_CODES + zones, region.grid, mask=zones > 0)
+    assert set(layer["unit_id"]) == {"L", "S"}
+    assert len(layer) == len(whole)
+    unit_index = {"L": 1, "S": 2}
+    got = sorted(
+        (unit_index[u] * N_CODES + z, g.wkb)
+        for u, z, g in zip(layer["unit_id"], layer["zone"], layer.geometry, strict=True)
+    )
+    expected = sorted((int(v), g.wkb) for v, g in zip(whole["value"], whole.geometry, strict=True))
+    assert [v for v, _ in got] == [v for v, _ in expected]
+    for (_, a), (_, b) in zip(got, expected, strict=True):
+        assert shapely.equals_exact(shapely.from_wkb(a), shapely.from_wkb(b), tolerance=0)

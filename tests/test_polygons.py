@@ -228,3 +228,21 @@ def test_rings_are_written_as_geos_normalizes_them():
         gdf = vectorize(values, grid_of(values, transform), block_size=9)
         normalized = _normalize_parts(gdf.geometry.values)
         assert list(shapely.to_wkb(normalized)) == list(shapely.to_wkb(gdf.geometry.values))
+
+
+@pytest.mark.parametrize("chunked", [False, True])
+def test_a_window_with_its_origin_gives_the_polygons_of_the_whole_grid(chunked):
+    rng = np.random.default_rng(8)
+    values = clustered(rng, (40, 50), 4).astype(np.int32)
+    r0, r1, c0, c1 = 7, 33, 12, 41
+    outside = np.zeros_like(values)
+    outside[r0:r1, c0:c1] = values[r0:r1, c0:c1]
+    grid = Grid(CRS.from_epsg(32647), Affine(0.3, 0, 654_321.7, 0, -0.3, 1_234_567.1), 40, 50)
+    whole = vectorize(outside, grid)
+    window = values[r0:r1, c0:c1]
+    if chunked:
+        window = da.from_array(window, chunks=(9, 8))
+    part = vectorize(window, grid, origin=(r0, c0), block_size=1 if chunked else 2048)
+    assert part["value"].tolist() == whole["value"].tolist()
+    for a, b in zip(part.geometry, whole.geometry, strict=True):
+        assert shapely.equals_exact(a, b, tolerance=0)
