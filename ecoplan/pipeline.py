@@ -340,7 +340,7 @@ def run_region(
     chunk_size: int = 1024,
     scheduler: Scheduler = "threads",
     overwrite: bool = False,
-    memory_budget_mb: float = 512,
+    memory_budget_mb: float = 128,
     progress: Progress = silent,
 ) -> RunResult:
     """Run the whole eco-plan pipeline for one region and write its outputs into ``out_dir``.

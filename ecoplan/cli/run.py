@@ -74,7 +74,7 @@ _scheduler = click.option(
 )
 _budget = click.option(
     "--memory-budget-mb",
-    default=512.0,
+    default=128.0,
     show_default=True,
     type=click.FloatRange(min=0),
     help="Keep intermediate rasters (zones, buffer rings, suitability, the proposed plan) in "
@@ -175,7 +175,7 @@ def run_regions(
     quiet: bool,
     as_json: bool,
     scheduler: str = "threads",
-    memory_budget_mb: float = 512.0,
+    memory_budget_mb: float = 128.0,
 ) -> list[Outcome]:
     """Run every region file; one failing does not stop the others."""
     outcomes: list[Outcome] = []
@@ -378,7 +378,7 @@ def _run_single(
     quiet,
     as_json,
     scheduler="threads",
-    memory_budget_mb=512.0,
+    memory_budget_mb=128.0,
 ) -> None:
     result = _run_with_progress(
         path,
