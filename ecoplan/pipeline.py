@@ -475,7 +475,22 @@ def _run_region(
             for part in _zone_layer_parts(plan.proposed, region, plan.area_m2_after):
                 add("proposed_zones", part)
         part = None  # the last unit's polygons leave memory
-        buffer_layer, conflict_rows = _buffer_layers(region, zones, buffers)
+        # buffer zones, a rule at a time (its rings leave memory once written), and conflicts
+        buffer_tables, conflict_rows = [], []
+        for b, (buffer_layer, ring_areas) in zip(
+            buffers, _buffer_layers(region, zones, buffers), strict=True
+        ):
+            add("buffer_zones", buffer_layer)
+            buffer_tables.append(pd.DataFrame(buffer_layer.drop(columns="geometry")))
+            del buffer_layer
+            conflict_rows += _buffer_conflicts(b, zones, ring_areas, grid)
+        if not buffers:
+            add("buffer_zones", _buffer_frame([], crs=grid.crs))
+        buffer_table = (
+            pd.concat(buffer_tables, ignore_index=True)
+            if buffer_tables
+            else pd.DataFrame(columns=BUFFER_COLUMNS[:-1])
+        )
         # issue 4: land in a zone a constraint forbids
         conflict_layer = gpd.GeoDataFrame(
             conflict_rows + plan.conflict_rows,
@@ -483,11 +498,9 @@ def _run_region(
             geometry="geometry",
             crs=grid.crs,
         )
-        add("buffer_zones", buffer_layer)
         add("conflicts", conflict_layer)
-        buffer_table = pd.DataFrame(buffer_layer.drop(columns="geometry"))
         conflict_table = pd.DataFrame(conflict_layer.drop(columns="geometry"))
-        del buffer_layer, conflict_layer
+        del conflict_layer, conflict_rows
         add("proportions", table)
         # --- plan layers (issue 5, ecoplan.plans), from the proposed plan ---
         plans = plans_for_region(region, zones, region.units, buffers, proposed=plan.proposed)
@@ -630,12 +643,21 @@ def _zone_layer_parts(
         )
 
 
-def _buffer_layers(region: Region, zones: da.Array, buffers: list[BufferResult]):
-    """The ``buffer_zones`` layer (one feature per rule and ring) and the rows of the buffer
-    conflicts (one per rule, ring and restricted zone found in it)."""
+def _buffer_frame(rows: list[dict], *, crs) -> gpd.GeoDataFrame:
+    """Rows of the ``buffer_zones`` layer with the layer's field types (also when empty)."""
+    frame = gpd.GeoDataFrame(rows, columns=BUFFER_COLUMNS, geometry="geometry", crs=crs)
+    return frame.astype(
+        {"ring": "int64", "inner_m": "float64", "distance_m": "float64", "area_ha": "float64"}
+    )
+
+
+def _buffer_layers(
+    region: Region, zones: da.Array, buffers: list[BufferResult]
+) -> Iterator[tuple[gpd.GeoDataFrame, np.ndarray]]:
+    """The ``buffer_zones`` layer (one feature per rule and ring), a rule at a time, with the
+    area of each (ring, zone) of the rule in pixel-area units (ring 0: outside the rings)."""
     grid = region.grid
     ha = grid.pixel_area_m2 / 1e4
-    buffer_rows, conflict_rows = [], []
     for b in buffers:
         rings, rule = b.rings, b.rule
         # ground areas (ecoplan.areas) in pixel-area units
@@ -643,55 +665,62 @@ def _buffer_layers(region: Region, zones: da.Array, buffers: list[BufferResult])
             pair_areas_m2(rings, zones, n_a=len(rule.rings) + 1, n_b=N_CODES, grid=grid)
             / grid.pixel_area_m2
         )
-        restricted = [zone_code(z) for z in rule.restricted_zones]
         if b.polygons is not None:
             ring_geoms = dict(zip(b.polygons["ring"], b.polygons.geometry, strict=True))
         else:
             rp = vectorize(rings, grid)
             ring_geoms = dict(zip(rp["value"], rp.geometry, strict=True))
-        for k, (inner, outer) in enumerate(rule.rings, start=1):
-            if k not in ring_geoms:
-                continue
-            buffer_rows.append(
-                {
-                    "rule_id": rule.id,
-                    "rule_name": rule.name_en,
-                    "rule_name_th": rule.name_th,
-                    "source": rule.source.describe(),
-                    "side": rule.side,
-                    "ring": k,
-                    "inner_m": inner,
-                    "distance_m": outer,
-                    "restricts": ",".join(rule.restricted_zones),
-                    "area_ha": float(rc[k, 1:].sum()) * ha,
-                    "geometry": ring_geoms[k],
-                }
-            )
-        if not restricted or not rc[1:, restricted].any():
-            continue
-        conflict = da.where(
-            (rings > 0) & da.isin(zones, restricted),
-            rings.astype(np.int32) * N_CODES + zones,
-            0,
-        )
-        cp = vectorize(conflict.astype(np.int32), grid)
-        for value, geom in zip(cp["value"], cp.geometry, strict=True):
-            k, z = divmod(int(value), N_CODES)
-            conflict_rows.append(
-                {
-                    "rule_id": rule.id,
-                    "rule_name": rule.name_en,
-                    **{f: v[0] for f, v in _zone_fields([z]).items()},
-                    "ring": k,
-                    "distance_m": rule.rings[k - 1][1],
-                    "area_ha": float(rc[k, z]) * ha,
-                    "geometry": geom,
-                }
-            )
-    buffer_layer = gpd.GeoDataFrame(
-        buffer_rows, columns=BUFFER_COLUMNS, geometry="geometry", crs=grid.crs
+            del rp
+        rows = [
+            {
+                "rule_id": rule.id,
+                "rule_name": rule.name_en,
+                "rule_name_th": rule.name_th,
+                "source": rule.source.describe(),
+                "side": rule.side,
+                "ring": k,
+                "inner_m": inner,
+                "distance_m": outer,
+                "restricts": ",".join(rule.restricted_zones),
+                "area_ha": float(rc[k, 1:].sum()) * ha,
+                "geometry": ring_geoms.pop(k),
+            }
+            for k, (inner, outer) in enumerate(rule.rings, start=1)
+            if k in ring_geoms
+        ]
+        del ring_geoms
+        yield _buffer_frame(rows, crs=grid.crs), rc
+
+
+def _buffer_conflicts(b: BufferResult, zones: da.Array, rc: np.ndarray, grid: Grid) -> list[dict]:
+    """Rows of one buffer rule's conflicts: one per ring and restricted zone found in it;
+    ``rc[ring, zone]`` is their area in pixel-area units."""
+    rings, rule = b.rings, b.rule
+    restricted = [zone_code(z) for z in rule.restricted_zones]
+    if not restricted or not rc[1:, restricted].any():
+        return []
+    ha = grid.pixel_area_m2 / 1e4
+    conflict = da.where(
+        (rings > 0) & da.isin(zones, restricted),
+        rings.astype(np.int32) * N_CODES + zones,
+        0,
     )
-    return buffer_layer, conflict_rows
+    cp = vectorize(conflict.astype(np.int32), grid)
+    rows = []
+    for value, geom in zip(cp["value"], cp.geometry, strict=True):
+        k, z = divmod(int(value), N_CODES)
+        rows.append(
+            {
+                "rule_id": rule.id,
+                "rule_name": rule.name_en,
+                **{f: v[0] for f, v in _zone_fields([z]).items()},
+                "ring": k,
+                "distance_m": rule.rings[k - 1][1],
+                "area_ha": float(rc[k, z]) * ha,
+                "geometry": geom,
+            }
+        )
+    return rows
 
 
 def _metadata(region: Region, *, started, finished, notes, histogram) -> pd.DataFrame:
