@@ -457,9 +457,18 @@ def _run_region(
     ):
         warnings.simplefilter("ignore", RuntimeWarning)
 
+        written: dict[str, list[pd.DataFrame]] = {}  # attributes of the layers written so far
+
         def add(name: str, layer: pd.DataFrame) -> None:
+            """Write a layer, or one more part of it; its style covers all its parts."""
+            styled = layer
+            if isinstance(layer, gpd.GeoDataFrame):
+                parts = written.setdefault(name, [])
+                parts.append(pd.DataFrame(layer.drop(columns=layer.geometry.name)))
+                attributes = pd.concat(parts, ignore_index=True)
+                styled = gpd.GeoDataFrame(attributes, geometry=[None] * len(attributes))
             style = vector_styles(
-                {name: layer},
+                {name: styled},
                 plan_rules=region.rules.plans,
                 buffer_rules=region.rules.buffers,
             )

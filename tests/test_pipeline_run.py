@@ -280,3 +280,39 @@ def test_zones_layer_made_unit_by_unit_equals_one_vectorising_of_the_whole_grid(
     assert [v for v, _ in got] == [v for v, _ in expected]
     for (_, a), (_, b) in zip(got, expected, strict=True):
         assert shapely.equals_exact(shapely.from_wkb(a), shapely.from_wkb(b), tolerance=0)
+
+
+def test_buffer_layer_written_a_rule_at_a_time_is_styled_for_every_rule(tmp_path):
+    import copy
+    import sqlite3
+
+    codes = np.full((40, 40), 10, np.uint8)
+    codes[:, 20:] = 40
+    codes[20, 30] = 80
+    write_raster(tmp_path / "lc.tif", codes)
+    box_boundary(tmp_path / "units.gpkg", {"A": (X0, Y0 - 40 * PIXEL, X0 + 40 * PIXEL, Y0)})
+    rules = copy.deepcopy(ONE_RULE)
+    rules["buffers"].append(
+        {
+            "id": "forest_ring",
+            "name_en": "Forest ring",
+            "name_th": "แนวกันชนป่า",
+            "source": {"zones": ["forest"]},
+            "rings_m": [200],
+            "restricts": ["industrial"],
+        }
+    )
+    region = write_region(tmp_path, landcover="lc.tif", boundary="units.gpkg", rules=rules)
+    run_region(region, tmp_path / "out", chunk_size=16)
+    gpkg = tmp_path / "out" / "test.gpkg"
+    layer = read(gpkg, "buffer_zones")
+    assert list(zip(layer["rule_id"], layer["ring"], strict=True)) == [
+        ("water_ring", 1),
+        ("water_ring", 2),
+        ("forest_ring", 1),
+    ]
+    with sqlite3.connect(gpkg) as con:
+        (qml,) = con.execute(
+            "SELECT styleQML FROM layer_styles WHERE f_table_name = 'buffer_zones'"
+        ).fetchone()
+    assert "water_ring" in qml and "forest_ring" in qml
