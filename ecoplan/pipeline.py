@@ -611,12 +611,12 @@ def _unit_windows(region: Region) -> list[tuple[int, int, int, int]]:
     """Rows ``r0:r1`` and columns ``c0:c1`` of the grid holding each unit (boundary order):
     its boundary's bounding box, one cell wider on every side, within the grid."""
     grid = region.grid
-    inverse = ~grid.transform
+    a, b, c, d, e, f = tuple(~grid.transform)[:6]  # map coordinates -> (column, row)
     windows = []
     for minx, miny, maxx, maxy in region.boundary.geometry.bounds.to_numpy():
-        corners = [inverse * (x, y) for x in (minx, maxx) for y in (miny, maxy)]
-        cols = [c for c, _ in corners]
-        rows = [r for _, r in corners]
+        corners = [(x, y) for x in (minx, maxx) for y in (miny, maxy)]
+        cols = [a * x + b * y + c for x, y in corners]
+        rows = [d * x + e * y + f for x, y in corners]
         r0 = min(max(int(np.floor(min(rows))) - 1, 0), grid.height)
         r1 = min(max(int(np.ceil(max(rows))) + 1, 0), grid.height)
         c0 = min(max(int(np.floor(min(cols))) - 1, 0), grid.width)
