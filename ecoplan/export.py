@@ -403,8 +403,9 @@ def write_zone_raster(
         "tiled": True,
         "blockxsize": 512,
         "blockysize": 512,
-        # the work file is read once by the COG driver: uncompressed is fastest
-        "BIGTIFF": "IF_SAFER",
+        # the work file is read once by the COG driver: uncompressed is fastest; BigTIFF always,
+        # as its overviews, added after GDAL's IF_SAFER guess, may take it past 4 GB
+        "BIGTIFF": "YES",
     }
     targets = [(path, tags)] + ([(Path(copy[0]), copy[1])] if copy else [])
     with contextlib.ExitStack() as stack:
