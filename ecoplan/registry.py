@@ -78,6 +78,7 @@ STATUSES: tuple[str, ...] = get_args(Status)
 """Plan statuses in the order a plan passes through them."""
 
 _STATUS_RANK = {s: i for i, s in enumerate(STATUSES)}
+_WAL_SWITCH_WAIT_S = 5.0
 _SQLITE_MAGIC = b"SQLite format 3\x00"
 _REGION_ID = re.compile(r"^[a-z0-9_]+$")
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
@@ -296,11 +297,12 @@ class Registry:
         """Put the file in WAL mode (once; the mode is stored in the file).
 
         The switch needs the file to itself, and SQLite refuses it at once ("database is locked")
-        rather than waiting while another connection reads or writes, so it is retried until
-        ``timeout_s``. If the file stays busy the registry still works, in SQLite's rollback
+        rather than waiting while another connection reads or writes, so it is retried for up
+        to ``timeout_s`` (5 s at most: a long reader must not hold up a writer that can work
+        without it). If the file stays busy the registry still works, in SQLite's rollback
         journal mode, which is just as safe for concurrent writers; a later writer switches it.
         """
-        deadline = time.monotonic() + self.timeout_s
+        deadline = time.monotonic() + min(self.timeout_s, _WAL_SWITCH_WAIT_S)
         pause = 0.005
         while True:
             try:
