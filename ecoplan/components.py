@@ -28,7 +28,16 @@ from scipy.sparse.csgraph import connected_components
 
 from ecoplan.kernels import label_equal
 
-__all__ = ["Components", "structure", "label_block", "label_components", "per_block"]
+__all__ = [
+    "BorderPatches",
+    "Components",
+    "border_patches",
+    "border_summary",
+    "label_block",
+    "label_components",
+    "per_block",
+    "structure",
+]
 
 Connectivity = Literal[4, 8]
 
@@ -225,3 +234,103 @@ def _cat(a, b):
         np.concatenate([x[1] for x in a]),
         np.concatenate([x[1] for x in b]),
     )
+
+
+# --- patches that reach a block's border (the rest are whole inside one block) ------------------
+
+
+def border_summary(values: np.ndarray, *, connectivity: Connectivity) -> dict:
+    """One block's patches, with a table only for those on the block's border lines.
+
+    A patch that does not reach the block's first or last row or column is whole inside the
+    block: its size here is its size in the whole array. The others may go on in the next
+    blocks: their local labels (``border``, sorted), sizes and values are kept for
+    :func:`border_patches`, with the labels and values of the four edge lines.
+    """
+    lab, counts, first = label_equal(_as_int(values), connectivity=connectivity)
+    edges = {
+        "top": (lab[0].copy(), values[0].copy()),
+        "bottom": (lab[-1].copy(), values[-1].copy()),
+        "left": (lab[:, 0].copy(), values[:, 0].copy()),
+        "right": (lab[:, -1].copy(), values[:, -1].copy()),
+    }
+    border = np.unique(np.concatenate([e[0] for e in edges.values()]))
+    border = border[border > 0]
+    return {
+        "n": len(counts),
+        "border": border,
+        "sizes": counts[border - 1],
+        "values": values.ravel()[first[border - 1]].astype(np.int64),
+        "edges": edges,
+    }
+
+
+@dataclass(frozen=True)
+class BorderPatches:
+    """The patches that reach a block border, merged across the seams (:func:`border_patches`).
+
+    Block ``k`` (row-major) has ``counts[k]`` local labels; its border labels ``labels[k]``
+    belong to the patches ``patch[bases[k] : bases[k] + len(labels[k])]`` (0-based indices into
+    ``sizes`` and ``values``: each patch's pixel count in the whole array, and its value).
+    """
+
+    counts: np.ndarray
+    labels: list[np.ndarray]
+    bases: np.ndarray
+    patch: np.ndarray
+    sizes: np.ndarray
+    values: np.ndarray
+
+    def block_patches(self, k: int) -> np.ndarray:
+        """The patch index of each border label of block ``k``."""
+        return self.patch[self.bases[k] : self.bases[k] + len(self.labels[k])]
+
+
+def border_patches(summaries: np.ndarray, *, connectivity: Connectivity) -> BorderPatches:
+    """Merge the :func:`border_summary` of every block (an object array, one per block).
+
+    Memory is one row per border label: patches inside one block take no room here.
+    """
+    nr, nc = summaries.shape
+    flat = summaries.ravel().tolist()
+    counts = np.array([s["n"] for s in flat], dtype=np.int64)
+    labels = [s["border"] for s in flat]
+    nb = np.array([len(x) for x in labels], dtype=np.int64)
+    bases = np.concatenate([[0], np.cumsum(nb)[:-1]]).astype(np.int64)
+    n = int(nb.sum())
+    e = np.empty(0, np.int64)
+    sizes = np.concatenate([s["sizes"] for s in flat]).astype(np.int64) if n else e
+    vals = np.concatenate([s["values"] for s in flat]) if n else e
+
+    def line(i, j, side):
+        k = i * nc + j
+        lab, val = flat[k]["edges"][side]
+        g = np.zeros(len(lab), np.int64)  # 1-based compact label, 0 for background
+        on = lab > 0
+        g[on] = bases[k] + np.searchsorted(labels[k], lab[on]) + 1
+        return g, val
+
+    seams = []
+    for i in range(1, nr):
+        a = [line(i - 1, j, "bottom") for j in range(nc)]
+        b = [line(i, j, "top") for j in range(nc)]
+        seams.append(_seam_pairs(*_cat(a, b), connectivity))
+    for j in range(1, nc):
+        a = [line(i, j - 1, "right") for i in range(nr)]
+        b = [line(i, j, "left") for i in range(nr)]
+        seams.append(_seam_pairs(*_cat(a, b), connectivity))
+    if n == 0:
+        return BorderPatches(counts, labels, bases, e, e, e)
+    pairs = np.concatenate(seams) if seams else np.empty((0, 2), np.int64)
+    if len(pairs):
+        graph = coo_matrix(
+            (np.ones(len(pairs), np.int8), (pairs[:, 0] - 1, pairs[:, 1] - 1)), shape=(n, n)
+        )
+        ncomp, comp = connected_components(graph, directed=False)
+    else:
+        ncomp, comp = n, np.arange(n)
+    comp = comp.astype(np.int64)
+    size = np.bincount(comp, weights=sizes, minlength=ncomp).astype(np.int64)
+    value = np.zeros(ncomp, dtype=np.int64)
+    value[comp] = vals
+    return BorderPatches(counts, labels, bases, comp, size, value)

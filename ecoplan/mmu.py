@@ -13,8 +13,19 @@ A patch that took a neighbour's zone joins a stable patch, so passes repeat unti
 touches a stable pixel (at most ``max_iterations``). Small patches with no stable pixel around
 (an island of small patches surrounded by nodata) are left as they are and reported.
 
-Patches are whole across chunk borders (:mod:`ecoplan.components`), and the counting is a halo-1
-operation, so the result does not depend on the chunk size.
+How it runs, chunk by chunk, with the result of the plain algorithm on the whole array:
+
+- *First pass.* Each block is labelled on its own. A patch that does not reach the block's
+  border is whole in the block, so whether it is small, and the stable pixels around it, are
+  known in the block. Only patches on block borders are merged across the seams
+  (:func:`ecoplan.components.border_patches`), and only for them are the touching pixels counted
+  over all blocks (a halo of one pixel). So the tables held whole-grid have one row per border
+  patch, not one per patch. Each block is labelled three times (the border summary, the
+  counts, the replacement).
+- *Later passes.* Stable pixels never change and a patch that took a zone joins a stable patch,
+  so the small patches of pass *k + 1* are the patches that waited in pass *k* and did not
+  join a patch that changed to their zone. Later passes run on those waiting pixels alone and
+  their neighbours, read from the first pass's result: usually a few thousand pixels.
 """
 
 from __future__ import annotations
@@ -25,50 +36,32 @@ from dataclasses import dataclass
 import dask.array as da
 import numpy as np
 
-from ecoplan.components import Connectivity, label_components, per_block
+from ecoplan.components import (
+    BorderPatches,
+    Connectivity,
+    border_patches,
+    border_summary,
+    per_block,
+)
 from ecoplan.holding import return_freed_memory
-from ecoplan.kernels import touch_rows
+from ecoplan.kernels import label_equal, touch_rows
 from ecoplan.rules import MinMappingUnit
 from ecoplan.spill import hold
 from ecoplan.zones import NODATA, zone_code
 
-__all__ = [
-    "MmuResult",
-    "neighbour_counts_block",
-    "touch_counts_block",
-    "block_majority",
-    "majority_targets",
-    "apply_mmu",
-]
+__all__ = ["MmuResult", "touch_counts_block", "majority_targets", "apply_mmu"]
 
 log = logging.getLogger(__name__)
-
-
-def neighbour_counts_block(
-    labels: np.ndarray,
-    zones: np.ndarray,
-    small_ids: np.ndarray,
-    *,
-    connectivity: Connectivity,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stable pixels touching each small patch, by zone, for the interior of a block. Halo: 1.
-
-    ``labels`` and ``zones`` carry a one-pixel halo on every side; ``small_ids`` is sorted.
-    Returns ``(patch_id, zone, count)`` arrays.
-    """
-    if len(small_ids):
-        pos = np.clip(np.searchsorted(small_ids, labels), 0, len(small_ids) - 1)
-        small = np.where((small_ids[pos] == labels) & (labels > 0), labels, 0)
-    else:
-        small = np.zeros(labels.shape, np.int64)
-    return touch_counts_block(small, zones, connectivity=connectivity)
 
 
 def touch_counts_block(
     small: np.ndarray, zones: np.ndarray, *, connectivity: Connectivity
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """:func:`neighbour_counts_block` given ``small``: the patch id on pixels of small patches,
-    0 elsewhere (with the one-pixel halo)."""
+    """Stable pixels touching each small patch, by zone, for the core of a block. Halo: 1.
+
+    ``small`` is the patch id on pixels of small patches, 0 elsewhere; ``small`` and ``zones``
+    carry a one-pixel halo on every side. Returns ``(patch_id, zone, count)`` arrays.
+    """
     lab, zone = touch_rows(small, zones, connectivity=connectivity)
     if len(lab) == 0:
         e = np.empty(0, np.int64)
@@ -76,28 +69,6 @@ def touch_counts_block(
     # each row is one (patch, stable pixel) pair: count them per (patch, zone)
     keys, counts = np.unique(lab * 256 + zone, return_counts=True)
     return keys // 256, keys % 256, counts.astype(np.int64)
-
-
-def block_majority(
-    small: np.ndarray, zones: np.ndarray, *, connectivity: Connectivity
-) -> tuple[np.ndarray, ...]:
-    """The zone each small patch of a block takes, settled inside the block. Halo: 1.
-
-    A small patch that does not reach the block's border has all its neighbours in the block:
-    its majority is final here, ``(ids, targets)``. Patches on the border (or in the halo) may
-    go on in other blocks: their ``(patch_id, zone, count)`` rows are returned for
-    :func:`majority_targets` over all blocks. So only patches along block seams are gathered
-    whole-grid.
-    """
-    ids, zs, counts = touch_counts_block(small, zones, connectivity=connectivity)
-    # patches on the block's border rows and columns, and those of the neighbours seen in the
-    # halo (stable pixels here touch them: their rows are only part of their count)
-    rim = [small[k] for k in (0, 1, -2, -1)] + [small[:, k] for k in (0, 1, -2, -1)]
-    border = np.unique(np.concatenate(rim))
-    on_border = np.isin(ids, border[border > 0])
-    inner = ~on_border
-    inner_ids, inner_targets = majority_targets(ids[inner], zs[inner], counts[inner])
-    return inner_ids, inner_targets, ids[on_border], zs[on_border], counts[on_border]
 
 
 def majority_targets(
@@ -111,7 +82,7 @@ def majority_targets(
         e = np.empty(0, np.int64)
         return e, e
     ids, pinv = np.unique(patch_ids, return_inverse=True)
-    key = pinv.astype(np.int64) * 256 + np.asarray(zones, dtype=np.int64)
+    key = pinv.astype(np.int64).ravel() * 256 + np.asarray(zones, dtype=np.int64)
     ukeys, inv = np.unique(key, return_inverse=True)
     total = np.bincount(inv.ravel(), weights=counts).astype(np.int64)
     keys = np.stack([ids[ukeys // 256], ukeys % 256], axis=1)
@@ -133,8 +104,235 @@ class MmuResult:
     passes: int
 
 
-def _replace_block(zones, target):
-    return np.where(target > 0, target, zones).astype(zones.dtype)
+@dataclass(frozen=True)
+class _FirstPass:
+    """What a block needs to tell its small patches apart in the first pass.
+
+    Small patch ids: a patch inside block ``k`` with local label ``l`` is ``local_bases[k] + l``
+    (``1 .. n_local``); a border patch with index ``p`` is ``n_local + 1 + p``.
+    """
+
+    connectivity: Connectivity
+    min_pixels: float
+    exempt: np.ndarray  # 256 booleans, by zone code
+    ncols: int  # blocks per row
+    local_bases: np.ndarray
+    n_local: int
+    borders: BorderPatches
+    border_small: np.ndarray  # per border patch: small?
+    id_type: np.dtype
+
+    def block_ids(self, zones: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """The block's labels and the small-patch id of each local label (0: stable)."""
+        lab, counts, first = label_equal(zones, connectivity=self.connectivity)
+        values = zones.ravel()[first]
+        ids = np.zeros(len(counts) + 1, self.id_type)
+        small = (counts < self.min_pixels) & ~self.exempt[values]
+        local = np.flatnonzero(small) + 1
+        ids[local] = self.local_bases[k] + local
+        border = self.borders.labels[k]
+        patch = self.borders.block_patches(k)
+        ids[border] = np.where(self.border_small[patch], self.n_local + 1 + patch, 0)
+        return lab, ids
+
+
+def _block_index(block_info, ncols: int) -> tuple[int, int, int]:
+    i, j = block_info[0]["chunk-location"]
+    return i * ncols + j, i, j
+
+
+def _small_ids_block(zones, *, first: _FirstPass, block_info=None):
+    k, _, _ = _block_index(block_info, first.ncols)
+    lab, ids = first.block_ids(zones, k)
+    return ids[lab]
+
+
+def _count_block(small_h, zones_h, *, first: _FirstPass, origins, width: int, block_info=None):
+    """Rows for the border patches; how the inside patches fare; the pixels of waiting inside
+    patches and of small border patches (global flat indices and ids). Halo: 1."""
+    _, i, j = _block_index(block_info, first.ncols)
+    r0, c0 = origins[0][i], origins[1][j]
+    k = i * first.ncols + j
+    ids, zs, counts = touch_counts_block(small_h, zones_h, connectivity=first.connectivity)
+    core = small_h[1:-1, 1:-1]
+    n_local, base = first.n_local, first.local_bases[k]
+    on_border = ids > n_local
+    # the block's inside small patches, by local label (ids base + 1 .. base + n)
+    inside = (core > 0) & (core <= n_local)
+    local = (core[inside] - base).astype(np.int64)
+    sizes = np.bincount(local, minlength=int(first.borders.counts[k]) + 1)
+    touched = np.zeros(len(sizes), bool)
+    touched[ids[~on_border] - base] = True
+    present = sizes > 0
+    taken = present & touched
+    waits = present & ~touched
+
+    def where(mask):
+        rr, cc = np.nonzero(mask)
+        flat = (rr.astype(np.int64) + r0) * width + (cc.astype(np.int64) + c0)
+        return flat, core[rr, cc].astype(np.int64)
+
+    if waits.any():
+        wait_mask = np.zeros(core.shape, bool)
+        wait_mask[inside] = waits[local]
+        waiting = where(wait_mask)
+    else:
+        e = np.empty(0, np.int64)
+        waiting = (e, e)
+    border_pixels = where(core > n_local)
+    out = np.empty((1, 1), dtype=object)
+    out[0, 0] = {
+        "rows": (ids[on_border], zs[on_border], counts[on_border]),
+        "inside_small": int(present.sum()),
+        "inside_merged": int(taken.sum()),
+        "inside_changed": int(sizes[taken].sum()),
+        "waiting": waiting,
+        "border_pixels": border_pixels,
+    }
+    return out
+
+
+def _replace_block(zones, *, first: _FirstPass, border_ids, border_targets, block_info=None):
+    """The block after the first pass: inside patches settled here, border patches from the
+    targets found over all blocks (``border_ids`` sorted). Halo: 0."""
+    k, _, _ = _block_index(block_info, first.ncols)
+    lab, ids = first.block_ids(zones, k)
+    small = np.pad(ids[lab], 1)
+    pid, zs, counts = touch_counts_block(
+        small, np.pad(zones, 1, constant_values=NODATA), connectivity=first.connectivity
+    )
+    del small
+    inside = pid <= first.n_local
+    t_ids, t_zones = majority_targets(pid[inside], zs[inside], counts[inside])
+    target = np.zeros(len(ids), zones.dtype)
+    target[t_ids - first.local_bases[k]] = t_zones
+    border = first.borders.labels[k]
+    if len(border) and len(border_ids):
+        b = ids[border].astype(np.int64)
+        pos = np.clip(np.searchsorted(border_ids, b), 0, len(border_ids) - 1)
+        hit = (border_ids[pos] == b) & (b > 0)
+        target[border[hit]] = border_targets[pos[hit]]
+    if not target.any():
+        return zones
+    per_pixel = target[lab]
+    return np.where(per_pixel > 0, per_pixel, zones).astype(zones.dtype)
+
+
+def _offsets(connectivity: Connectivity) -> np.ndarray:
+    four = [(-1, 0), (0, -1), (0, 1), (1, 0)]
+    eight = [(-1, -1), (-1, 1), (1, -1), (1, 1)]
+    return np.array(four + (eight if connectivity == 8 else []), dtype=np.int64)
+
+
+@dataclass
+class _Tail:
+    """The later passes' outcome: new zones of pixels (global flat indices), and counts."""
+
+    flat: np.ndarray
+    zones: np.ndarray
+    merged: int = 0
+    changed: int = 0
+    left: int = 0
+    passes: int = 0
+    exhausted: bool = False
+
+
+def _later_passes(
+    zones: da.Array,
+    flat: np.ndarray,
+    patch: np.ndarray,
+    *,
+    connectivity: Connectivity,
+    passes: int,
+) -> _Tail:
+    """Passes 2 .. ``passes + 1`` on the pixels of the patches that waited in pass 1.
+
+    ``flat`` (global flat indices) and ``patch`` (their patch ids) list every pixel of the
+    waiting patches; ``zones`` is the result of pass 1, read only around those pixels.
+    """
+    height, width = zones.shape
+    order = np.argsort(flat, kind="stable")
+    flat, patch = flat[order], patch[order]
+    pids, pidx = np.unique(patch, return_inverse=True)
+    pidx = pidx.ravel()
+    n_patches = len(pids)
+    sizes = np.bincount(pidx, minlength=n_patches)
+    rows, cols = flat // width, flat % width
+    off = _offsets(connectivity)
+    nr = rows[:, None] + off[None, :, 0]
+    nc = cols[:, None] + off[None, :, 1]
+    inside = (nr >= 0) & (nr < height) & (nc >= 0) & (nc < width)
+    nb_flat = np.where(inside, nr * width + nc, -1)
+    # zones of the waiting pixels and of their neighbours after pass 1 (read point by point)
+    pts_r = np.concatenate([rows, nr[inside]])
+    pts_c = np.concatenate([cols, nc[inside]])
+    values = np.asarray(zones.vindex[pts_r, pts_c].compute())
+    zone_now = values[: len(flat)].astype(np.int64)  # of each waiting pixel
+    nb_zone0 = np.zeros(nr.shape, np.int64)
+    nb_zone0[inside] = values[len(flat) :]
+    del values, pts_r, pts_c, nr, nc
+    pos = np.clip(np.searchsorted(flat, nb_flat), 0, len(flat) - 1)
+    nb_w = np.where(inside & (flat[pos] == nb_flat), pos, -1)  # neighbour's waiting pixel
+    nb_patch = np.where(nb_w >= 0, pidx[np.maximum(nb_w, 0)], -1)
+    patch_zone = np.zeros(n_patches, np.int64)
+    patch_zone[pidx] = zone_now
+    waiting = np.ones(n_patches, bool)
+    tail = _Tail(np.empty(0, np.int64), np.empty(0, np.int64), left=n_patches)
+    changed_px = np.zeros(len(flat), bool)
+    for _ in range(passes):
+        nb_zone = np.where(nb_w >= 0, zone_now[np.maximum(nb_w, 0)], nb_zone0)
+        # a waiting patch next to a pixel that now has its zone joined that (stable) patch
+        same = inside & (nb_zone == patch_zone[pidx][:, None]) & (nb_patch != pidx[:, None])
+        joined = np.bincount(pidx[same.any(axis=1)], minlength=n_patches) > 0
+        waiting &= ~joined
+        tail.left = int(waiting.sum())
+        if tail.left == 0:
+            break
+        # stable neighbours: mapped, and not a pixel of a patch still waiting
+        nb_waits = (nb_patch >= 0) & waiting[np.maximum(nb_patch, 0)]
+        stable = inside & (nb_zone != NODATA) & ~nb_waits & waiting[pidx][:, None]
+        pi, ki = np.nonzero(stable)
+        if len(pi) == 0:
+            break
+        # each stable pixel once per patch
+        pairs = np.unique(np.stack([pidx[pi], nb_flat[pi, ki]], axis=1), axis=0, return_index=True)
+        first_row = pairs[1]
+        p_rows = pidx[pi][first_row]
+        z_rows = nb_zone[pi, ki][first_row]
+        ids, targets = majority_targets(p_rows, z_rows, np.ones(len(p_rows), np.int64))
+        tail.passes += 1
+        tail.merged += len(ids)
+        tail.changed += int(sizes[ids].sum())
+        new_zone = np.zeros(n_patches, np.int64)
+        new_zone[ids] = targets
+        moved = new_zone[pidx] > 0
+        zone_now = np.where(moved, new_zone[pidx], zone_now)
+        patch_zone[ids] = targets
+        changed_px |= moved
+        waiting[ids] = False
+        tail.left -= len(ids)
+    else:
+        tail.exhausted = True
+    tail.flat, tail.zones = flat[changed_px], zone_now[changed_px]
+    return tail
+
+
+def _apply_changes(zones, *, changes, origins, width, block_info=None):
+    """Pixels given by global flat index take new zones (``changes``: sorted flat, zones)."""
+    (r0, r1), (c0, c1) = block_info[0]["array-location"]
+    flat, new = changes
+    lo = np.searchsorted(flat, r0 * width)
+    hi = np.searchsorted(flat, (r1 - 1) * width + c1)
+    if lo == hi:
+        return zones
+    f, z = flat[lo:hi], new[lo:hi]
+    r, c = f // width, f % width
+    ok = (c >= c0) & (c < c1)
+    if not ok.any():
+        return zones
+    out = zones.copy()
+    out[r[ok] - r0, c[ok] - c0] = z[ok]
+    return out
 
 
 def apply_mmu(
@@ -147,52 +345,103 @@ def apply_mmu(
 ) -> MmuResult:
     """Merge patches smaller than ``settings.area_ha`` into their majority neighbour zone.
 
-    The zones after each pass are kept (:func:`ecoplan.spill.hold`): in memory when
-    ``budget_bytes`` is None or they fit it, else in a temporary file in ``folder``.
+    The zones after the first pass are kept (:func:`ecoplan.spill.hold`): in memory when
+    ``budget_bytes`` is None or they fit it, else in a temporary file in ``folder``. Later
+    passes change few pixels; they are applied on the fly as the result is read.
     """
     if settings.area_ha <= 0:
         return MmuResult(zones, 0, 0, 0, 0)
     min_pixels = settings.area_ha * 1e4 / pixel_size_m**2
     if min_pixels <= 1 + 1e-9:
         return MmuResult(zones, 0, 0, 0, 0)  # no patch is smaller than one pixel
-    exempt = np.array([zone_code(z) for z in settings.exempt], dtype=np.int64)
+    exempt = np.zeros(256, bool)
+    exempt[[zone_code(z) for z in settings.exempt]] = True
     conn = settings.connectivity
-    merged = changed = left = passes = 0
-    for _ in range(settings.max_iterations):
-        comps = label_components(zones, connectivity=conn)
-        small = (comps.sizes < min_pixels * (1 - 1e-9)) & ~np.isin(comps.values, exempt)
-        small_ids = comps.ids[small]
-        left = int(small.sum())
-        if left == 0:
-            break
-        # int32 ids where they fit: the haloed blocks a pass holds are half the size
-        id_type = np.int32 if len(comps.ids) < np.iinfo(np.int32).max else np.int64
-        small_lab = comps.lookup(small_ids, small_ids.astype(id_type), fill=0)
-        lab_h = da.overlap.overlap(small_lab, depth=1, boundary=0)
-        zon_h = da.overlap.overlap(zones, depth=1, boundary=NODATA)
-        parts = per_block(block_majority, lab_h, zon_h, connectivity=conn)
-        parts = parts.compute().ravel().tolist()
-        seam_ids, seam_targets = majority_targets(
-            np.concatenate([p[2] for p in parts]),
-            np.concatenate([p[3] for p in parts]),
-            np.concatenate([p[4] for p in parts]),
-        )
-        ids = np.concatenate([*(p[0] for p in parts), seam_ids])
-        targets = np.concatenate([*(p[1] for p in parts), seam_targets])
-        order = np.argsort(ids, kind="stable")
-        ids, targets = ids[order], targets[order]
-        del parts
-        if len(ids) == 0:
-            break
-        passes += 1
-        merged += len(ids)
-        changed += int(comps.sizes[np.searchsorted(comps.ids, ids)].sum())
-        target = comps.lookup(ids, targets.astype(zones.dtype))
-        zones = da.map_blocks(_replace_block, zones, target, dtype=zones.dtype)
-        zones = hold(zones, budget_bytes=budget_bytes, folder=folder)
-        del comps, target, small_lab, lab_h, zon_h
-        return_freed_memory()
-        left -= len(ids)
-    else:
+    if settings.max_iterations < 1:
+        return MmuResult(zones, 0, 0, 0, 0)
+
+    # pass 1: patches inside a block are settled in it; border patches over all blocks
+    summaries = per_block(border_summary, zones, connectivity=conn).compute()
+    borders = border_patches(summaries, connectivity=conn)
+    del summaries
+    local_bases = np.concatenate([[0], np.cumsum(borders.counts)[:-1]]).astype(np.int64)
+    n_local = int(borders.counts.sum())
+    border_small = (borders.sizes < min_pixels * (1 - 1e-9)) & ~exempt[borders.values]
+    top = n_local + 1 + len(borders.sizes)
+    first = _FirstPass(
+        connectivity=conn,
+        min_pixels=min_pixels * (1 - 1e-9),
+        exempt=exempt,
+        ncols=zones.numblocks[1],
+        local_bases=local_bases,
+        n_local=n_local,
+        borders=borders,
+        border_small=border_small,
+        id_type=np.dtype(np.int32 if top < np.iinfo(np.int32).max else np.int64),
+    )
+    origins = tuple(np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64) for c in zones.chunks)
+    width = zones.shape[1]
+    small = zones.map_blocks(_small_ids_block, first=first, dtype=first.id_type)
+    small_h = da.overlap.overlap(small, depth=1, boundary=0)
+    zones_h = da.overlap.overlap(zones, depth=1, boundary=NODATA)
+    parts = da.map_blocks(
+        _count_block,
+        small_h,
+        zones_h,
+        first=first,
+        origins=origins,
+        width=width,
+        chunks=((1,) * zones.numblocks[0], (1,) * zones.numblocks[1]),
+        dtype=object,
+        meta=np.empty((0, 0), dtype=object),
+    )
+    parts = parts.compute().ravel().tolist()
+    del small, small_h, zones_h
+    border_ids, border_targets = majority_targets(
+        np.concatenate([p["rows"][0] for p in parts]),
+        np.concatenate([p["rows"][1] for p in parts]),
+        np.concatenate([p["rows"][2] for p in parts]),
+    )
+    n_small = sum(p["inside_small"] for p in parts) + int(border_small.sum())
+    if n_small == 0:
+        return MmuResult(zones, 0, 0, 0, 0)
+    b_index = border_ids - (n_local + 1)
+    merged = sum(p["inside_merged"] for p in parts) + len(border_ids)
+    changed = sum(p["inside_changed"] for p in parts) + int(borders.sizes[b_index].sum())
+    if merged == 0:
+        return MmuResult(zones, 0, 0, n_small, 0)
+    # the pixels of the patches that wait for a later pass
+    b_flat = np.concatenate([p["border_pixels"][0] for p in parts])
+    b_patch = np.concatenate([p["border_pixels"][1] for p in parts])
+    b_wait = ~np.isin(b_patch, border_ids)
+    w_flat = np.concatenate([p["waiting"][0] for p in parts] + [b_flat[b_wait]])
+    w_patch = np.concatenate([p["waiting"][1] for p in parts] + [b_patch[b_wait]])
+    del parts, b_flat, b_patch
+    replaced = zones.map_blocks(
+        _replace_block,
+        first=first,
+        border_ids=border_ids,
+        border_targets=border_targets.astype(zones.dtype),
+        dtype=zones.dtype,
+    )
+    result = hold(replaced, budget_bytes=budget_bytes, folder=folder)
+    del replaced
+    return_freed_memory()
+    passes, left = 1, n_small - merged
+    if len(w_flat) == 0 or settings.max_iterations == 1:
+        if settings.max_iterations == 1:
+            log.warning("minimum mapping unit: stopped after %d passes", settings.max_iterations)
+        return MmuResult(result, merged, changed, left, passes)
+    tail = _later_passes(
+        result, w_flat, w_patch, connectivity=conn, passes=settings.max_iterations - 1
+    )
+    if tail.exhausted:
         log.warning("minimum mapping unit: stopped after %d passes", settings.max_iterations)
-    return MmuResult(zones, merged, changed, left, passes)
+    if len(tail.flat):
+        changes = (tail.flat, tail.zones.astype(zones.dtype))
+        result = result.map_blocks(
+            _apply_changes, changes=changes, origins=origins, width=width, dtype=zones.dtype
+        )
+    return MmuResult(
+        result, merged + tail.merged, changed + tail.changed, tail.left, passes + tail.passes
+    )
