@@ -272,6 +272,8 @@ class BorderPatches:
     Block ``k`` (row-major) has ``counts[k]`` local labels; its border labels ``labels[k]``
     belong to the patches ``patch[bases[k] : bases[k] + len(labels[k])]`` (0-based indices into
     ``sizes`` and ``values``: each patch's pixel count in the whole array, and its value).
+    ``edges[k][side]`` (side ``top``, ``bottom``, ``left``, ``right``) is the block's edge line
+    as ``(patch index or -1, value)``: what the neighbouring blocks see in their halo.
     """
 
     counts: np.ndarray
@@ -280,6 +282,7 @@ class BorderPatches:
     patch: np.ndarray
     sizes: np.ndarray
     values: np.ndarray
+    edges: list[dict]
 
     def block_patches(self, k: int) -> np.ndarray:
         """The patch index of each border label of block ``k``."""
@@ -320,17 +323,38 @@ def border_patches(summaries: np.ndarray, *, connectivity: Connectivity) -> Bord
         b = [line(i, j, "left") for i in range(nr)]
         seams.append(_seam_pairs(*_cat(a, b), connectivity))
     if n == 0:
-        return BorderPatches(counts, labels, bases, e, e, e)
-    pairs = np.concatenate(seams) if seams else np.empty((0, 2), np.int64)
+        comp = e
+        ncomp = 0
+    else:
+        comp = _merge(_pairs_of(seams), n)
+        ncomp = int(comp.max()) + 1
+    size = np.bincount(comp, weights=sizes, minlength=ncomp).astype(np.int64)
+    value = np.zeros(ncomp, dtype=np.int64)
+    value[comp] = vals
+    edges = []
+    for i in range(nr):
+        for j in range(nc):
+            sides = {}
+            for side in ("top", "bottom", "left", "right"):
+                g, val = line(i, j, side)
+                patch = np.full(len(g), -1, np.int64)
+                patch[g > 0] = comp[g[g > 0] - 1]
+                sides[side] = (patch, val)
+            edges.append(sides)
+    return BorderPatches(counts, labels, bases, comp, size, value, edges)
+
+
+def _pairs_of(seams: list) -> np.ndarray:
+    return np.concatenate(seams) if seams else np.empty((0, 2), np.int64)
+
+
+def _merge(pairs: np.ndarray, n: int) -> np.ndarray:
+    """Component (0-based) of each of ``n`` labels joined by 1-based label ``pairs``."""
     if len(pairs):
         graph = coo_matrix(
             (np.ones(len(pairs), np.int8), (pairs[:, 0] - 1, pairs[:, 1] - 1)), shape=(n, n)
         )
-        ncomp, comp = connected_components(graph, directed=False)
+        _, comp = connected_components(graph, directed=False)
     else:
-        ncomp, comp = n, np.arange(n)
-    comp = comp.astype(np.int64)
-    size = np.bincount(comp, weights=sizes, minlength=ncomp).astype(np.int64)
-    value = np.zeros(ncomp, dtype=np.int64)
-    value[comp] = vals
-    return BorderPatches(counts, labels, bases, comp, size, value)
+        comp = np.arange(n)
+    return comp.astype(np.int64)

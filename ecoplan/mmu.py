@@ -31,8 +31,9 @@ How it runs, chunk by chunk, with the result of the plain algorithm on the whole
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+import dask
 import dask.array as da
 import numpy as np
 
@@ -141,18 +142,61 @@ def _block_index(block_info, ncols: int) -> tuple[int, int, int]:
     return i * ncols + j, i, j
 
 
-def _small_ids_block(zones, *, first: _FirstPass, block_info=None):
-    k, _, _ = _block_index(block_info, first.ncols)
-    lab, ids = first.block_ids(zones, k)
-    return ids[lab]
+def _halos(first: _FirstPass, zone_type, chunks) -> list[tuple]:
+    """Each block's one-pixel halo, from its neighbours' edge lines: the small-patch ids and
+    zones of the row above and below (with the corners) and of the columns left and right.
+
+    Edge pixels belong to border patches, whose ids are known once the seams are merged, so no
+    block is labelled for its neighbours' sake.
+    """
+    heights, widths = chunks
+    nr, nc = len(heights), len(widths)
+    borders = first.borders
+
+    def edge(i, j, side, length):
+        if not (0 <= i < nr and 0 <= j < nc):
+            return np.zeros(length, first.id_type), np.zeros(length, zone_type)
+        patch, val = borders.edges[i * nc + j][side]
+        ids = np.zeros(len(patch), first.id_type)
+        on = patch >= 0
+        ids[on] = np.where(first.border_small[patch[on]], first.n_local + 1 + patch[on], 0)
+        return ids, np.asarray(val, zone_type)
+
+    out = []
+    for i in range(nr):
+        for j in range(nc):
+            w = widths[j]
+            lines = []
+            for di, side in ((-1, "bottom"), (1, "top")):
+                left = edge(i + di, j - 1, side, 1)
+                mid = edge(i + di, j, side, w)
+                right = edge(i + di, j + 1, side, 1)
+                lines.append(
+                    tuple(np.concatenate([left[t][-1:], mid[t], right[t][:1]]) for t in range(2))
+                )
+            lines.append(edge(i, j - 1, "right", heights[i]))
+            lines.append(edge(i, j + 1, "left", heights[i]))
+            out.append(tuple(lines))  # (above, below, left, right), each (ids, zones)
+    return out
 
 
-def _count_block(small_h, zones_h, *, first: _FirstPass, origins, width: int, block_info=None):
+def _with_halo(core: np.ndarray, halo: tuple, which: int) -> np.ndarray:
+    h, w = core.shape
+    out = np.empty((h + 2, w + 2), core.dtype)
+    out[1:-1, 1:-1] = core
+    above, below, left, right = halo
+    out[0], out[-1] = above[which], below[which]
+    out[1:-1, 0], out[1:-1, -1] = left[which], right[which]
+    return out
+
+
+def _count_block(zones, halo, first: _FirstPass, *, k: int, r0: int, c0: int, width: int):
     """Rows for the border patches; how the inside patches fare; the pixels of waiting inside
-    patches and of small border patches (global flat indices and ids). Halo: 1."""
-    _, i, j = _block_index(block_info, first.ncols)
-    r0, c0 = origins[0][i], origins[1][j]
-    k = i * first.ncols + j
+    patches and of small border patches (global flat indices and ids). Halo: 1 (given)."""
+    lab, block_ids = first.block_ids(zones, k)
+    small_h = _with_halo(block_ids[lab], halo, 0)
+    del lab
+    zones_h = _with_halo(zones, halo, 1)
     ids, zs, counts = touch_counts_block(small_h, zones_h, connectivity=first.connectivity)
     core = small_h[1:-1, 1:-1]
     n_local, base = first.n_local, first.local_bases[k]
@@ -180,8 +224,7 @@ def _count_block(small_h, zones_h, *, first: _FirstPass, origins, width: int, bl
         e = np.empty(0, np.int64)
         waiting = (e, e)
     border_pixels = where(core > n_local)
-    out = np.empty((1, 1), dtype=object)
-    out[0, 0] = {
+    return {
         "rows": (ids[on_border], zs[on_border], counts[on_border]),
         "inside_small": int(present.sum()),
         "inside_merged": int(taken.sum()),
@@ -189,7 +232,6 @@ def _count_block(small_h, zones_h, *, first: _FirstPass, origins, width: int, bl
         "waiting": waiting,
         "border_pixels": border_pixels,
     }
-    return out
 
 
 def _replace_block(zones, *, first: _FirstPass, border_ids, border_targets, block_info=None):
@@ -237,6 +279,27 @@ class _Tail:
     exhausted: bool = False
 
 
+def _around(zones: da.Array, rows: np.ndarray, cols: np.ndarray, off: np.ndarray):
+    """Zones at ``(rows, cols)`` (sorted by row) and at each of their neighbours ``off``
+    (0 past the edges), read one band of block rows (with a one-row halo) at a time."""
+    height, width = zones.shape
+    edges = np.concatenate([[0], np.cumsum(zones.chunks[0])]).astype(np.int64)
+    own = np.zeros(len(rows), zones.dtype)
+    near = np.zeros((len(rows), len(off)), zones.dtype)
+    band = np.searchsorted(edges, rows, side="right") - 1
+    for b in np.unique(band):
+        lo, hi = np.searchsorted(band, [b, b + 1])
+        top = max(int(edges[b]) - 1, 0)
+        window = np.asarray(zones[top : min(int(edges[b + 1]) + 1, height)].compute())
+        r, c = rows[lo:hi] - top, cols[lo:hi]
+        own[lo:hi] = window[r, c]
+        for d, (dy, dx) in enumerate(off):
+            rr, cc = r + dy, c + dx
+            ok = (rows[lo:hi] + dy >= 0) & (rows[lo:hi] + dy < height) & (cc >= 0) & (cc < width)
+            near[lo:hi, d][ok] = window[rr[ok], cc[ok]]
+    return own, near
+
+
 def _later_passes(
     zones: da.Array,
     flat: np.ndarray,
@@ -254,51 +317,62 @@ def _later_passes(
     order = np.argsort(flat, kind="stable")
     flat, patch = flat[order], patch[order]
     pids, pidx = np.unique(patch, return_inverse=True)
-    pidx = pidx.ravel()
+    pidx = pidx.ravel().astype(np.int64)
+    del patch, order
     n_patches = len(pids)
     sizes = np.bincount(pidx, minlength=n_patches)
     rows, cols = flat // width, flat % width
     off = _offsets(connectivity)
-    nr = rows[:, None] + off[None, :, 0]
-    nc = cols[:, None] + off[None, :, 1]
-    inside = (nr >= 0) & (nr < height) & (nc >= 0) & (nc < width)
-    nb_flat = np.where(inside, nr * width + nc, -1)
-    # zones of the waiting pixels and of their neighbours after pass 1 (read point by point)
-    pts_r = np.concatenate([rows, nr[inside]])
-    pts_c = np.concatenate([cols, nc[inside]])
-    values = np.asarray(zones.vindex[pts_r, pts_c].compute())
-    zone_now = values[: len(flat)].astype(np.int64)  # of each waiting pixel
-    nb_zone0 = np.zeros(nr.shape, np.int64)
-    nb_zone0[inside] = values[len(flat) :]
-    del values, pts_r, pts_c, nr, nc
-    pos = np.clip(np.searchsorted(flat, nb_flat), 0, len(flat) - 1)
-    nb_w = np.where(inside & (flat[pos] == nb_flat), pos, -1)  # neighbour's waiting pixel
-    nb_patch = np.where(nb_w >= 0, pidx[np.maximum(nb_w, 0)], -1)
+    step = off[:, 0] * width + off[:, 1]  # flat offset of each neighbour
+    zone_now, nb_zone0 = _around(zones, rows, cols, off)
+    zone_now = zone_now.astype(np.int64)
+    inside = np.ones(nb_zone0.shape, bool)
+    for d, (dy, dx) in enumerate(off):
+        inside[:, d] = (rows + dy >= 0) & (rows + dy < height) & (cols + dx >= 0)
+        inside[:, d] &= cols + dx < width
+    del rows, cols
+    # the waiting pixel each neighbour is, if any (-1), and its patch
+    index_type = np.int32 if len(flat) < np.iinfo(np.int32).max else np.int64
+    nb_w = np.full(nb_zone0.shape, -1, index_type)
+    for d in range(len(off)):
+        nb = flat + step[d]
+        pos = np.clip(np.searchsorted(flat, nb), 0, len(flat) - 1)
+        nb_w[:, d] = np.where(inside[:, d] & (flat[pos] == nb), pos, -1)
+    is_w = nb_w >= 0
+    nb_patch = np.where(is_w, pidx[np.maximum(nb_w, 0)], -1).astype(index_type)
     patch_zone = np.zeros(n_patches, np.int64)
     patch_zone[pidx] = zone_now
     waiting = np.ones(n_patches, bool)
     tail = _Tail(np.empty(0, np.int64), np.empty(0, np.int64), left=n_patches)
     changed_px = np.zeros(len(flat), bool)
     for _ in range(passes):
-        nb_zone = np.where(nb_w >= 0, zone_now[np.maximum(nb_w, 0)], nb_zone0)
+        nb_zone = np.where(is_w, zone_now[np.maximum(nb_w, 0)], nb_zone0)
         # a waiting patch next to a pixel that now has its zone joined that (stable) patch
         same = inside & (nb_zone == patch_zone[pidx][:, None]) & (nb_patch != pidx[:, None])
         joined = np.bincount(pidx[same.any(axis=1)], minlength=n_patches) > 0
+        del same
         waiting &= ~joined
         tail.left = int(waiting.sum())
         if tail.left == 0:
             break
         # stable neighbours: mapped, and not a pixel of a patch still waiting
-        nb_waits = (nb_patch >= 0) & waiting[np.maximum(nb_patch, 0)]
-        stable = inside & (nb_zone != NODATA) & ~nb_waits & waiting[pidx][:, None]
+        stable = inside & (nb_zone != NODATA) & waiting[pidx][:, None]
+        stable &= ~(is_w & waiting[np.maximum(nb_patch, 0)])
         pi, ki = np.nonzero(stable)
+        del stable
         if len(pi) == 0:
             break
         # each stable pixel once per patch
-        pairs = np.unique(np.stack([pidx[pi], nb_flat[pi, ki]], axis=1), axis=0, return_index=True)
-        first_row = pairs[1]
+        if n_patches * height * width < 2**62:  # one int64 key per (patch, pixel)
+            key = pidx[pi] * np.int64(height * width) + (flat[pi] + step[ki])
+            _, first_row = np.unique(key, return_index=True)
+        else:
+            key = np.stack([pidx[pi], flat[pi] + step[ki]], axis=1)
+            _, first_row = np.unique(key, axis=0, return_index=True)
+        del key
         p_rows = pidx[pi][first_row]
         z_rows = nb_zone[pi, ki][first_row]
+        del pi, ki, nb_zone
         ids, targets = majority_targets(p_rows, z_rows, np.ones(len(p_rows), np.int64))
         tail.passes += 1
         tail.merged += len(ids)
@@ -381,22 +455,28 @@ def apply_mmu(
     )
     origins = tuple(np.concatenate([[0], np.cumsum(c)[:-1]]).astype(np.int64) for c in zones.chunks)
     width = zones.shape[1]
-    small = zones.map_blocks(_small_ids_block, first=first, dtype=first.id_type)
-    small_h = da.overlap.overlap(small, depth=1, boundary=0)
-    zones_h = da.overlap.overlap(zones, depth=1, boundary=NODATA)
-    parts = da.map_blocks(
-        _count_block,
-        small_h,
-        zones_h,
-        first=first,
-        origins=origins,
-        width=width,
-        chunks=((1,) * zones.numblocks[0], (1,) * zones.numblocks[1]),
-        dtype=object,
-        meta=np.empty((0, 0), dtype=object),
-    )
-    parts = parts.compute().ravel().tolist()
-    del small, small_h, zones_h
+    halos = _halos(first, zones.dtype, zones.chunks)
+    first = replace(first, borders=replace(borders, edges=[]))  # the edges are in the halos
+    del borders.edges[:]
+    shared = dask.delayed(first, pure=True)
+    blocks = zones.to_delayed()
+    nr, nc = zones.numblocks
+    tasks = [
+        dask.delayed(_count_block, pure=True)(
+            blocks[i, j],
+            halos[i * nc + j],
+            shared,
+            k=i * nc + j,
+            r0=int(origins[0][i]),
+            c0=int(origins[1][j]),
+            width=width,
+        )
+        for i in range(nr)
+        for j in range(nc)
+    ]
+    del halos
+    parts = list(dask.compute(*tasks))
+    del tasks, blocks, shared
     border_ids, border_targets = majority_targets(
         np.concatenate([p["rows"][0] for p in parts]),
         np.concatenate([p["rows"][1] for p in parts]),

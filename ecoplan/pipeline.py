@@ -407,6 +407,9 @@ def _run_region(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         progress("classify")
+        keep = Holder(hold, folder=out_dir, budget_bytes=budget_bytes)
+        # nearly every step reads the units: burnt once and held, in the smallest integer type
+        region = replace(region, units=keep(_compact_units(region)).astype(np.int32))
         hist = code_histogram(region.codes, region.units)
         if not {c for c in hist if c not in set(region.crosswalk.nodata)}:
             raise InputError(
@@ -420,7 +423,6 @@ def _run_region(
         # refine (issue 3): vector zone rules, urban/rural split, minimum mapping unit
         zones, refine_notes = refine_zones(zones, region, budget_bytes=budget_bytes, folder=out_dir)
         notes += refine_notes
-        keep = Holder(hold, folder=out_dir, budget_bytes=budget_bytes)
         zones = keep(zones)
 
         return_freed_memory()
@@ -605,6 +607,13 @@ CONFLICT_COLUMNS = [
     "area_ha",
     "geometry",
 ]
+
+
+def _compact_units(region: Region) -> da.Array:
+    """The unit raster in the smallest unsigned type that holds every unit index."""
+    n = len(region.boundary)
+    dtype = np.uint8 if n < 2**8 else np.uint16 if n < 2**16 else np.int32
+    return region.units.astype(dtype)
 
 
 def _unit_windows(region: Region) -> list[tuple[int, int, int, int]]:
