@@ -438,3 +438,19 @@ def write_rings(x, y, starts, order, first, reverse):
         out[n, 1] = y[first[k]]
         n += 1
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def ring_areas2(coords, starts):
+    """Twice the signed area of every ring ``starts[k]:starts[k + 1]`` of integer ``coords``
+    (shoelace, exact in int64; positive when the ring turns counter-clockwise in (x, y))."""
+    n = len(starts) - 1
+    out = np.empty(n, np.int64)
+    for k in range(n):
+        s, e = starts[k], starts[k + 1]
+        acc = 0
+        for i in range(s, e):
+            j = i + 1 if i + 1 < e else s
+            acc += coords[i, 0] * coords[j, 1] - coords[j, 0] * coords[i, 1]
+        out[k] = acc
+    return out

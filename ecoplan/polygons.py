@@ -241,11 +241,10 @@ def _group_polygons(
     value = ring_value
     n_rings = len(region)
     lengths = np.diff(starts)
-    ring_of = np.repeat(np.arange(n_rings), lengths)
-    nxt = np.arange(1, len(coords) + 1)
-    nxt[starts[1:] - 1] = starts[:-1]
     x, y = coords[:, 0], coords[:, 1]
-    area2 = np.bincount(ring_of, weights=x * y[nxt] - x[nxt] * y, minlength=n_rings)
+    # the working arrays below are about 50 bytes a vertex at their peak (a value's rings can
+    # hold tens of millions of vertices): per-ring kernels, in-place arithmetic, early frees
+    area2 = _trace.ring_areas2(coords, starts).astype(np.float64)
     shell = area2 > 0
     # one polygon per region: its shell first, then its holes
     shells = np.flatnonzero(shell)
@@ -261,11 +260,21 @@ def _group_polygons(
     rank = np.empty(len(shells), np.int64)  # rank of each region's polygon
     rank[region[shells[order]]] = np.arange(len(shells))
     ring_rank = rank[region]
-    # on the grid (as the matrix product x @ M.T + offset did, element by element)
-    x = x.astype(np.float64)
-    y = y.astype(np.float64)
-    gx = (x * transform.a + y * transform.b) + transform.c
-    gy = (x * transform.d + y * transform.e) + transform.f
+    # on the grid (as the matrix product x @ M.T + offset did, element by element):
+    # gx = (x * a + y * b) + c and gy = (x * d + y * e) + f, the same operations in place
+    gx = x.astype(np.float64)
+    gx *= transform.a
+    term = y.astype(np.float64)
+    term *= transform.b
+    gx += term
+    gx += transform.c
+    gy = x.astype(np.float64)
+    gy *= transform.d
+    term[:] = y
+    term *= transform.e
+    gy += term
+    gy += transform.f
+    del term, x, y
     # GEOS's normalize, done here: every ring starts at its smallest vertex (x, then y), shells
     # clockwise and holes counter-clockwise on the grid, holes sorted in decreasing order
     # (number of vertices, then coordinates)
@@ -276,6 +285,7 @@ def _group_polygons(
     key_x, key_y = gx[first], gy[first]
     ring_order = np.lexsort((-key_y, -key_x, -lengths, ~shell, ring_rank))
     on_grid = _trace.write_rings(gx, gy, starts, ring_order, first, reverse)
+    del gx, gy
     sorted_values = poly_value[order]
     values, first_poly = np.unique(sorted_values, return_index=True)
     ring_offsets = np.zeros(n_rings + 1, np.int64)
