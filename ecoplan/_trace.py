@@ -305,7 +305,7 @@ def _trace_ring(vals, msk, labels, crosses, visited, coords, n, r, c, d0, row_of
 def trace_block(vals, msk, row_off, col_off):
     """Rings and chains of the regions of one block (``vals``, ``msk`` with a 1-cell halo).
 
-    Returns ``labels, value, crosses`` (see :func:`label_block`), ``coords`` (int64 (n, 2)
+    Returns ``labels, value, crosses`` (see :func:`label_block`), ``coords`` (int32 (n, 2)
     vertices in raster cell coordinates: x + ``col_off``, y + ``row_off``) and ``rings``, one row
     per ring or chain: start offset in ``coords`` (it ends where the next starts), label,
     kind (0 closed ring, its first vertex not repeated; 1 chain from a cut vertex to a cut
@@ -315,7 +315,7 @@ def trace_block(vals, msk, row_off, col_off):
     hh, ww = vals.shape
     h, w = hh - 2, ww - 2
     visited = np.zeros((h, w), np.uint8)
-    coords = np.empty((max(64, 2 * (h + w)), 2), np.int64)
+    coords = np.empty((max(64, 2 * (h + w)), 2), np.int32)  # 8 bytes a vertex
     rings = np.empty((64, 5), np.int64)
     n = 0
     nr = 0
@@ -357,7 +357,7 @@ def link_chains(coords, starts, ends, succ, first, last):
     """
     m = len(succ)
     done = np.zeros(m, np.bool_)
-    out = np.empty((max(1, len(coords)), 2), np.int64)
+    out = np.empty((max(1, len(coords)), 2), np.int32)
     ring_start = np.empty(m + 1, np.int64)
     ring_chain = np.empty(m, np.int64)
     n = 0
@@ -451,6 +451,8 @@ def ring_areas2(coords, starts):
         acc = 0
         for i in range(s, e):
             j = i + 1 if i + 1 < e else s
-            acc += coords[i, 0] * coords[j, 1] - coords[j, 0] * coords[i, 1]
+            xi, yi = np.int64(coords[i, 0]), np.int64(coords[i, 1])
+            xj, yj = np.int64(coords[j, 0]), np.int64(coords[j, 1])
+            acc += xi * yj - xj * yi
         out[k] = acc
     return out

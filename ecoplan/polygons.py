@@ -30,7 +30,7 @@ class _Block(NamedTuple):
     """What :func:`_trace_block` keeps of one block (labels are local to the block)."""
 
     value: np.ndarray  # value of every label
-    coords: np.ndarray  # int64 (n, 2) ring and chain vertices, raster cell coordinates
+    coords: np.ndarray  # int32 (n, 2) ring and chain vertices, raster cell coordinates
     rings: np.ndarray  # (start, label, kind, first direction, last direction) per ring
     top: np.ndarray  # labels of the block's first row (-1: no region)
     bottom: np.ndarray
@@ -116,13 +116,17 @@ def _regions(blocks: list[list[_Block]]) -> tuple[np.ndarray, np.ndarray, list]:
 
 
 def _rings(blocks: list[list[_Block]]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Every closed ring of every region: vertices, ring starts (and the end), region, value."""
+    """Every closed ring of every region: vertices, ring starts (and the end), region, value.
+
+    The entries of ``blocks`` are set to None as their vertices are copied (they are freed).
+    """
     root, value, base = _regions(blocks)
     parts, part_starts, part_region = [], [], []
     chain_coords, chain_rows, chain_region = [], [], []
     offset = chain_offset = 0
     for i, row in enumerate(blocks):
         for j, blk in enumerate(row):
+            row[j] = None  # the caller's blocks leave memory as their vertices are copied
             rings = blk.rings
             if not len(rings):
                 continue
@@ -328,6 +332,8 @@ def vectorize(
     Returns columns ``value`` and ``geometry``, sorted by value.
     """
     row0, col0 = (int(v) for v in origin)
+    if max(row0 + values.shape[0], col0 + values.shape[1]) >= 2**31 - 2:
+        raise ValueError("vectorize: more than 2**31 cells a side (vertices are int32)")
     if mask is None:
         mask = values != 0
     if isinstance(values, da.Array):
