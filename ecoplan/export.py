@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import errno
+import logging
 import os
 import re
 import shutil
@@ -420,7 +421,7 @@ def write_zone_raster(
                 dst.update_tags(**tags)
                 dst.update_tags(1, **{f"ZONE_{z.code}": f"{z.name} | {z.name_th}" for z in ZONES})
             # overviews by mode once, on the work file; the COG driver lays them out
-            with rasterio.open(work, "r+") as dst:
+            with rasterio.open(work, "r+") as dst, _no_palette_warning():
                 dst.build_overviews(_overview_factors(grid.shape, 512), Resampling.mode)
             for k, (tmp, (_, file_tags)) in enumerate(zip(tmps, targets, strict=True)):
                 if k:
@@ -441,6 +442,25 @@ def write_zone_raster(
         write_text(p.with_name(p.name + ".aux.xml"), _pam_categories(category_names()))
         write_text(p.with_suffix(".qml"), zone_raster_qml())
     return path
+
+
+class _PaletteWarning(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "palette index raster bands without a palette" not in record.getMessage()
+
+
+@contextlib.contextmanager
+def _no_palette_warning():
+    """Silence GDAL 3.6's warning that overviews of a palette band "will probably lead to
+    unexpected results": it is given even though the band has its colour table, and it does
+    not apply to mode resampling, which picks the most frequent class index."""
+    logger = logging.getLogger("rasterio._env")
+    quiet = _PaletteWarning()
+    logger.addFilter(quiet)
+    try:
+        yield
+    finally:
+        logger.removeFilter(quiet)
 
 
 def _overview_factors(shape: tuple[int, int], tile: int) -> list[int]:

@@ -718,12 +718,16 @@ def _buffer_conflicts(b: BufferResult, zones: da.Array, rc: np.ndarray, grid: Gr
     if not restricted or not rc[1:, restricted].any():
         return []
     ha = grid.pixel_area_m2 / 1e4
+    # ring * N_CODES + zone, in the smallest type that holds it (tracing holds a band of
+    # blocks of it at a time)
+    top = (len(rule.rings) + 1) * N_CODES
+    dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.int32
     conflict = da.where(
         (rings > 0) & da.isin(zones, restricted),
-        rings.astype(np.int32) * N_CODES + zones,
+        rings.astype(dtype) * dtype(N_CODES) + zones.astype(dtype),
         0,
-    )
-    cp = vectorize(conflict.astype(np.int32), grid)
+    ).astype(dtype)
+    cp = vectorize(conflict, grid)
     rows = []
     for value, geom in zip(cp["value"], cp.geometry, strict=True):
         k, z = divmod(int(value), N_CODES)

@@ -167,14 +167,16 @@ def test_zone_raster_qml_has_a_clean_8_class_palette():
     assert root.find("pipe/rasterrenderer").get("type") == "paletted"
 
 
-def test_zone_raster_is_a_cog_with_mode_overviews_qml_and_category_names(tmp_path):
+def test_zone_raster_is_a_cog_with_mode_overviews_qml_and_category_names(tmp_path, caplog):
     grid = Grid(CRS_UTM, Affine(100.0, 0, 500000.0, 0, -100.0, 2100000.0), 1100, 1100)
     zones = np.zeros(grid.shape, np.uint8)
     zones[:, :550] = 1
     zones[:550, 550:] = 6
-    path = write_zone_raster(
-        tmp_path / "r_zones.tif", da.from_array(zones, chunks=512), grid, tags={"A": "b"}
-    )
+    with caplog.at_level("WARNING"):
+        path = write_zone_raster(
+            tmp_path / "r_zones.tif", da.from_array(zones, chunks=512), grid, tags={"A": "b"}
+        )
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]  # nothing on screen
     with rasterio.open(path) as src:
         assert src.overviews(1)  # overviews exist
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
