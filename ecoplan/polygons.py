@@ -22,6 +22,7 @@ from affine import Affine
 
 from ecoplan import _trace
 from ecoplan.grid import Grid
+from ecoplan.holding import return_freed_memory
 
 __all__ = ["vectorize"]
 
@@ -336,6 +337,7 @@ def vectorize(
         raise ValueError("vectorize: more than 2**31 cells a side (vertices are int32)")
     if mask is None:
         mask = values != 0
+    return_freed_memory()  # what earlier steps freed, before tracing's block-sized arrays
     if isinstance(values, da.Array):
         # larger blocks than the computing chunks: fewer chains to join across seams
         values = values.rechunk(_vector_chunks(values.chunks, block_size))
@@ -374,8 +376,13 @@ def vectorize(
             ]
             for r0 in range(0, h, step)
         ]
+    # glibc keeps the heap that tracing's block-sized arrays used; the large arrays below are
+    # mapped anew, so give that heap back first (it would otherwise add to the peak)
+    return_freed_memory()
     rings = _rings(blocks)
     del blocks  # the blocks' vertices are in ``rings`` now
+    return_freed_memory()
     values, geoms = _polygons(rings, grid.transform)
     del rings
+    return_freed_memory()
     return gpd.GeoDataFrame({"value": values, "geometry": geoms}, geometry="geometry", crs=grid.crs)
