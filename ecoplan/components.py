@@ -142,12 +142,17 @@ def block_summary(values: np.ndarray, *, connectivity: Connectivity) -> dict:
         "n": len(counts),
         "sizes": counts,
         "values": values.ravel()[first].astype(np.int64),
-        "edges": {
-            "top": (lab[0].copy(), values[0].copy()),
-            "bottom": (lab[-1].copy(), values[-1].copy()),
-            "left": (lab[:, 0].copy(), values[:, 0].copy()),
-            "right": (lab[:, -1].copy(), values[:, -1].copy()),
-        },
+        "edges": _edge_lines(lab, values),
+    }
+
+
+def _edge_lines(lab: np.ndarray, values: np.ndarray) -> dict:
+    """Labels and values of a block's four edge lines (copies)."""
+    return {
+        "top": (lab[0].copy(), values[0].copy()),
+        "bottom": (lab[-1].copy(), values[-1].copy()),
+        "left": (lab[:, 0].copy(), values[:, 0].copy()),
+        "right": (lab[:, -1].copy(), values[:, -1].copy()),
     }
 
 
@@ -248,12 +253,7 @@ def border_summary(values: np.ndarray, *, connectivity: Connectivity) -> dict:
     :func:`border_patches`, with the labels and values of the four edge lines.
     """
     lab, counts, first = label_equal(_as_int(values), connectivity=connectivity)
-    edges = {
-        "top": (lab[0].copy(), values[0].copy()),
-        "bottom": (lab[-1].copy(), values[-1].copy()),
-        "left": (lab[:, 0].copy(), values[:, 0].copy()),
-        "right": (lab[:, -1].copy(), values[:, -1].copy()),
-    }
+    edges = _edge_lines(lab, values)
     border = np.unique(np.concatenate([e[0] for e in edges.values()]))
     border = border[border > 0]
     return {

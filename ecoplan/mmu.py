@@ -137,9 +137,10 @@ class _FirstPass:
         return lab, ids
 
 
-def _block_index(block_info, ncols: int) -> tuple[int, int, int]:
+def _block_index(block_info, ncols: int) -> int:
+    """Row-major index of the block a ``map_blocks`` call is computing."""
     i, j = block_info[0]["chunk-location"]
-    return i * ncols + j, i, j
+    return i * ncols + j
 
 
 def _halos(first: _FirstPass, zone_type, chunks) -> list[tuple]:
@@ -237,7 +238,7 @@ def _count_block(zones, halo, first: _FirstPass, *, k: int, r0: int, c0: int, wi
 def _replace_block(zones, *, first: _FirstPass, border_ids, border_targets, block_info=None):
     """The block after the first pass: inside patches settled here, border patches from the
     targets found over all blocks (``border_ids`` sorted). Halo: 0."""
-    k, _, _ = _block_index(block_info, first.ncols)
+    k = _block_index(block_info, first.ncols)
     lab, ids = first.block_ids(zones, k)
     small = np.pad(ids[lab], 1)
     pid, zs, counts = touch_counts_block(
