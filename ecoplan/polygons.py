@@ -44,8 +44,16 @@ def _trace_block(values: np.ndarray, mask: np.ndarray, row_off: int, col_off: in
 
     Values are compared as int32, as rasterio's polygonizer did (other types were cast).
     """
-    vals = np.ascontiguousarray(values, dtype=np.int32)
     msk = np.ascontiguousarray(mask, dtype=np.bool_)
+    h, w = msk.shape[0] - 2, msk.shape[1] - 2
+    if not msk[1:-1, 1:-1].any():  # nothing to trace (most blocks of a sparse layer)
+        return _Block(
+            np.empty(0, np.int64),
+            np.empty((0, 2), np.int32),
+            np.empty((0, 5), np.int64),
+            *(np.full(n, -1, np.int32) for n in (w, w, h, h)),
+        )
+    vals = np.ascontiguousarray(values, dtype=np.int32)
     labels, value, _, coords, rings = _trace.trace_block(vals, msk, row_off, col_off)
     return _Block(
         value,
@@ -67,20 +75,91 @@ def _with_halo(arr: np.ndarray, r0: int, r1: int, c0: int, c1: int, fill) -> np.
     return out
 
 
-def _vector_chunks(chunks: tuple, block_size: int) -> tuple:
-    """Chunks of at least ``block_size`` cells made of whole computing chunks."""
-    out = []
-    for axis in chunks:
-        merged, size = [], 0
-        for c in axis:
-            size += c
-            if size >= block_size:
-                merged.append(size)
-                size = 0
-        if size:
-            merged.append(size)
-        out.append(tuple(merged))
-    return tuple(out)
+def _chunk_groups(chunks: tuple[int, ...], block_size: int) -> list[tuple[int, int]]:
+    """Runs ``(i0, i1)`` of whole computing chunks, each at least ``block_size`` cells long (the
+    last may be shorter)."""
+    groups, i0, size = [], 0, 0
+    for i, c in enumerate(chunks):
+        size += c
+        if size >= block_size:
+            groups.append((i0, i + 1))
+            i0, size = i + 1, 0
+    if i0 < len(chunks):
+        groups.append((i0, len(chunks)))
+    return groups
+
+
+def _haloed(pieces: list[list[np.ndarray]], top: int, left: int, window: tuple, fill):
+    """Cells ``r0:r1, c0:c1`` with one more cell on every side (``fill`` past the raster), cut
+    from the computing chunks ``pieces`` whose first cell is (``top``, ``left``)."""
+    r0, r1, c0, c1 = window
+    first = np.asarray(pieces[0][0])
+    out = np.full((r1 - r0 + 2, c1 - c0 + 2), fill, dtype=first.dtype)
+    y = top
+    for row in pieces:
+        x = left
+        for piece in row:
+            piece = np.asarray(piece)
+            h, w = piece.shape
+            a0, a1 = max(y, r0 - 1), min(y + h, r1 + 1)
+            b0, b1 = max(x, c0 - 1), min(x + w, c1 + 1)
+            if a1 > a0 and b1 > b0:
+                out[a0 - r0 + 1 : a1 - r0 + 1, b0 - c0 + 1 : b1 - c0 + 1] = piece[
+                    a0 - y : a1 - y, b0 - x : b1 - x
+                ]
+            x += w
+        y += h
+    return out
+
+
+def _trace_window(values, mask, top: int, left: int, window: tuple, origin: tuple) -> _Block:
+    """:func:`_trace_block` of one block of a dask array, given the computing chunks around it
+    (``mask``: its chunks, or None for ``values != 0``)."""
+    vals = _haloed(values, top, left, window, 0)
+    msk = vals != 0 if mask is None else _haloed(mask, top, left, window, False)
+    return _trace_block(vals, msk, origin[0] + window[0], origin[1] + window[2])
+
+
+def _dask_blocks(
+    values: da.Array, mask: da.Array | None, block_size: int, origin: tuple[int, int]
+) -> list[list[_Block]]:
+    """The traced blocks of a dask array: one task a block of at least ``block_size`` cells a
+    side made of whole computing chunks, its one-cell halo cut straight from the neighbouring
+    chunks (no rechunk, no overlap graph: a block's task reads at most 16 chunks)."""
+    v_chunks = values.to_delayed()
+    m_chunks = None if mask is None else mask.to_delayed()
+    starts = [np.cumsum((0, *c)) for c in values.chunks]
+    groups = [_chunk_groups(c, block_size) for c in values.chunks]
+    n_rows, n_cols = (len(c) for c in values.chunks)
+    trace = dask.delayed(_trace_window, pure=True)
+    tasks = []
+    for i0, i1 in groups[0]:
+        ia, ib = max(i0 - 1, 0), min(i1 + 1, n_rows)  # the chunk rows the haloed block needs
+        for j0, j1 in groups[1]:
+            ja, jb = max(j0 - 1, 0), min(j1 + 1, n_cols)
+            window = (
+                int(starts[0][i0]),
+                int(starts[0][i1]),
+                int(starts[1][j0]),
+                int(starts[1][j1]),
+            )
+
+            def around(chunks):
+                return [[chunks[i, j] for j in range(ja, jb)] for i in range(ia, ib)]
+
+            tasks.append(
+                trace(
+                    around(v_chunks),
+                    None if m_chunks is None else around(m_chunks),
+                    int(starts[0][ia]),
+                    int(starts[1][ja]),
+                    window,
+                    origin,
+                )
+            )
+    flat = list(dask.compute(*tasks))
+    nc = len(groups[1])
+    return [flat[k : k + nc] for k in range(0, len(flat), nc)]
 
 
 def _regions(blocks: list[list[_Block]]) -> tuple[np.ndarray, np.ndarray, list]:
@@ -335,33 +414,15 @@ def vectorize(
     row0, col0 = (int(v) for v in origin)
     if max(row0 + values.shape[0], col0 + values.shape[1]) >= 2**31 - 2:
         raise ValueError("vectorize: more than 2**31 cells a side (vertices are int32)")
-    if mask is None:
-        mask = values != 0
     return_freed_memory()  # what earlier steps freed, before tracing's block-sized arrays
     if isinstance(values, da.Array):
-        # larger blocks than the computing chunks: fewer chains to join across seams
-        values = values.rechunk(_vector_chunks(values.chunks, block_size))
-        mask = mask if isinstance(mask, da.Array) else da.from_array(mask, chunks=values.chunks)
-        mask = mask.rechunk(values.chunks).astype(bool)
-        halo = {0: 1, 1: 1}
-        v_blocks = da.overlap.overlap(values, depth=halo, boundary={0: 0, 1: 0}).to_delayed()
-        m_blocks = da.overlap.overlap(mask, depth=halo, boundary={0: False, 1: False})
-        m_blocks = m_blocks.to_delayed()
-        offsets = [o + np.cumsum((0, *c[:-1])) for o, c in zip(origin, values.chunks, strict=True)]
-        nr, nc = len(offsets[0]), len(offsets[1])
-        tasks = [
-            dask.delayed(_trace_block)(
-                v_blocks[i, j], m_blocks[i, j], int(offsets[0][i]), int(offsets[1][j])
-            )
-            for i in range(nr)
-            for j in range(nc)
-        ]
-        flat = dask.compute(*tasks)
-        blocks = [list(flat[i * nc : (i + 1) * nc]) for i in range(nr)]
-        del flat
+        if mask is not None:
+            mask = mask if isinstance(mask, da.Array) else da.from_array(mask, chunks=values.chunks)
+            mask = mask.rechunk(values.chunks).astype(bool)
+        blocks = _dask_blocks(values, mask, int(block_size), (row0, col0))
     else:
         values = np.asarray(values)
-        mask = np.asarray(mask, dtype=bool)
+        mask = values != 0 if mask is None else np.asarray(mask, dtype=bool)
         h, w = values.shape
         step = max(int(block_size), 1)
         blocks = [

@@ -195,6 +195,27 @@ def test_hypothesis_rasters_match_the_reference(values, block_size, use_mask):
     assert_same(vectorize(values, grid, mask=mask, block_size=block_size), expected)
 
 
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(
+    values=st.integers(1, 16).flatmap(
+        lambda h: st.integers(1, 16).flatmap(
+            lambda w: arrays(np.uint8, (h, w), elements=st.integers(0, 3))
+        )
+    ),
+    chunks=st.tuples(st.integers(1, 6), st.integers(1, 6)),
+    block_size=st.integers(1, 9),
+    use_mask=st.booleans(),
+)
+def test_hypothesis_dask_rasters_match_the_reference(values, chunks, block_size, use_mask):
+    # blocks of whole chunks, their halo cut from the neighbouring chunks (mask chunked apart)
+    mask = (values % 2 == 0) | (values == 3) if use_mask else None
+    grid = grid_of(values)
+    expected = _reference_vectorize(values, grid, mask)
+    arr = da.from_array(values, chunks=chunks)
+    dmask = None if mask is None else da.from_array(mask, chunks=chunks[::-1])
+    assert_same(vectorize(arr, grid, mask=dmask, block_size=block_size), expected)
+
+
 @pytest.mark.parametrize(
     "transform",
     [
