@@ -143,14 +143,10 @@ def _dask_blocks(
                 int(starts[1][j0]),
                 int(starts[1][j1]),
             )
-
-            def around(chunks):
-                return [[chunks[i, j] for j in range(ja, jb)] for i in range(ia, ib)]
-
             tasks.append(
                 trace(
-                    around(v_chunks),
-                    None if m_chunks is None else around(m_chunks),
+                    v_chunks[ia:ib, ja:jb].tolist(),
+                    None if m_chunks is None else m_chunks[ia:ib, ja:jb].tolist(),
                     int(starts[0][ia]),
                     int(starts[1][ja]),
                     window,
