@@ -3,6 +3,7 @@
 - :func:`distance_to_source` — exact Euclidean distance transform (Felzenszwalb & Huttenlocher
   2012, "Distance transforms of sampled functions"): two separable passes, O(n) per pixel, on the
   squared distance. Same values as ``scipy.ndimage.distance_transform_edt(~source, sampling=p)``.
+- :func:`ring_numbers` — the same transform limited to the buffer distance, giving ring numbers.
 - :func:`lookup` — class-code lookup table applied in one pass.
 """
 
@@ -11,32 +12,34 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-__all__ = ["distance_to_source", "lookup"]
+__all__ = ["distance_to_source", "lookup", "ring_numbers"]
 
 _INF = np.inf
 
 
 @numba.njit(cache=True, nogil=True)
 def _column_pass(source: np.ndarray, out: np.ndarray) -> None:
-    # squared distance, in cells, to the nearest source cell in the same column
+    # squared distance, in cells, to the nearest source cell in the same column; swept a row
+    # at a time (down, then up) with the last source row of every column, in memory order
     h, w = source.shape
-    for j in range(w):
-        last = -1
-        for i in range(h):
+    last = np.full(w, -1, np.int64)
+    for i in range(h):
+        for j in range(w):
             if source[i, j]:
-                last = i
+                last[j] = i
                 out[i, j] = 0.0
-            elif last >= 0:
-                d = i - last
+            elif last[j] >= 0:
+                d = i - last[j]
                 out[i, j] = d * d
             else:
                 out[i, j] = _INF
-        last = -1
-        for i in range(h - 1, -1, -1):
+    last[:] = -1
+    for i in range(h - 1, -1, -1):
+        for j in range(w):
             if source[i, j]:
-                last = i
-            elif last >= 0:
-                d = last - i
+                last[j] = i
+            elif last[j] >= 0:
+                d = last[j] - i
                 if d * d < out[i, j]:
                     out[i, j] = d * d
 
@@ -104,6 +107,104 @@ def distance_to_source(source: np.ndarray, *, pixel_size_m: float) -> np.ndarray
     _row_pass(g, out)
     np.sqrt(out, out=out)
     out *= pixel_size_m
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _ring_row_pass(g, cap, targets, lo, hi, pixel_size_m, out):
+    # _row_pass restricted to squared distances <= cap, then ring numbers on target cells: a
+    # parabola with g > cap cannot give a distance <= cap, so leaving it out changes no distance
+    # within the rings; the distance of a cell is computed as distance_to_source does
+    h, w = g.shape
+    v = np.empty(w, np.int64)
+    z = np.empty(w + 1, np.float64)
+    n_rings = lo.shape[0]
+    for i in range(h):
+        f = g[i]
+        k = -1
+        for q in range(w):
+            if f[q] > cap:
+                continue
+            if k < 0:
+                k = 0
+                v[0] = q
+                z[0] = -_INF
+                z[1] = _INF
+                continue
+            while True:
+                p = v[k]
+                s = ((f[q] + q * q) - (f[p] + p * p)) / (2.0 * (q - p))
+                if s <= z[k]:
+                    k -= 1
+                    if k < 0:
+                        break
+                else:
+                    break
+            if k < 0:
+                k = 0
+                v[0] = q
+                z[0] = -_INF
+                z[1] = _INF
+            else:
+                k += 1
+                v[k] = q
+                z[k] = s
+                z[k + 1] = _INF
+        if k < 0:
+            continue  # no source within reach of this row
+        j = 0
+        for q in range(w):
+            while z[j + 1] < q:
+                j += 1
+            if not targets[i, q]:
+                continue
+            p = v[j]
+            sq = (q - p) * (q - p) + f[p]
+            if sq > cap:
+                continue
+            d = np.sqrt(sq) * pixel_size_m
+            for r in range(n_rings):
+                if d > lo[r] and d <= hi[r]:
+                    out[i, q] = r + 1
+
+
+def ring_numbers(
+    source: np.ndarray,
+    targets: np.ndarray,
+    *,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    pixel_size_m: float,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """Ring number (1, 2, …; uint8) of each ``targets`` cell whose distance ``d`` to the nearest
+    ``source`` cell centre (as :func:`distance_to_source`) has ``lower[k] < d <= upper[k]``
+    (the last such k), written into ``out`` (zeros by default); other cells are left as they are.
+
+    The distance transform limited to the largest ``upper``: the same rings as thresholding
+    :func:`distance_to_source`, without its float64 distances or the work beyond the rings.
+    """
+    source = np.ascontiguousarray(source, dtype=np.bool_)
+    if out is None:
+        out = np.zeros(source.shape, np.uint8)
+    lower = np.ascontiguousarray(lower, dtype=np.float64)
+    upper = np.ascontiguousarray(upper, dtype=np.float64)
+    if not len(upper) or not source.any():
+        return out
+    # squared cell distances above cap are beyond every ring (cap errs on the large side; the
+    # rings themselves are decided on the distance in metres)
+    cap = float(np.floor((upper.max() / pixel_size_m) ** 2 * (1 + 1e-6)) + 2)
+    g = np.empty(source.shape, np.float64)
+    _column_pass(source, g)
+    _ring_row_pass(
+        g,
+        cap,
+        np.ascontiguousarray(targets, dtype=np.bool_),
+        lower,
+        upper,
+        float(pixel_size_m),
+        out,
+    )
     return out
 
 

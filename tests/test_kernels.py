@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
-from ecoplan.kernels import distance_to_source, lookup, pair_column_counts
+from ecoplan.kernels import distance_to_source, lookup, pair_column_counts, ring_numbers
 
 
 def reference(source, p):
@@ -72,3 +72,37 @@ def test_pair_column_counts_refuse_values_out_of_range():
     b = np.full((2, 2), 16, np.uint8)
     with pytest.raises(ValueError, match="out of range"):
         pair_column_counts(a, b, n_a=1, n_b=16)
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("pixel_size_m", [10.0, 2.5, 30.0, 7.3])
+def test_ring_numbers_match_thresholded_distances(seed, pixel_size_m):
+    # the transform limited to the rings gives the rings of the full transform, edges included
+    from ecoplan.buffers import ring_block
+
+    rng = np.random.default_rng(seed)
+    shape = (int(rng.integers(1, 90)), int(rng.integers(1, 90)))
+    source = rng.random(shape) < rng.choice([0.0005, 0.01, 0.2, 0.9])
+    targets = rng.random(shape) < 0.8
+    p = pixel_size_m
+    # edges on exact cell distances (3 cells, 5 cells = 3-4-5), between cells, and beyond
+    rings = ((0.0, 3 * p), (3 * p, 5 * p), (5 * p, 5.5 * p), (5.5 * p, 30 * p))
+    expected = ring_block(distance_to_source(source, pixel_size_m=p), rings)
+    expected[~targets] = 0
+    lower = np.array([a * (1 + 1e-9) for a, _ in rings])
+    upper = np.array([b * (1 + 1e-9) for _, b in rings])
+    got = ring_numbers(source, targets, lower=lower, upper=upper, pixel_size_m=p)
+    np.testing.assert_array_equal(got, expected)
+    assert got.dtype == np.uint8
+
+
+def test_ring_numbers_leave_other_cells_of_out_alone():
+    source = np.zeros((5, 5), bool)
+    source[2, 2] = True
+    out = np.full((5, 5), 9, np.uint8)
+    targets = np.zeros((5, 5), bool)
+    targets[2, 3] = True
+    ring_numbers(
+        source, targets, lower=np.array([0.0]), upper=np.array([10.0]), pixel_size_m=10, out=out
+    )
+    assert out[2, 3] == 1 and (out[targets == 0] == 9).all()
