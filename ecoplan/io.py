@@ -25,6 +25,7 @@ from affine import Affine
 from pyproj import CRS as PyprojCRS
 from pyproj import Transformer
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.errors import RasterioIOError
 from rasterio.features import rasterize
 from rasterio.windows import Window
@@ -504,7 +505,15 @@ def _read_window(path: str, rmin: int, rmax: int, cmin: int, cmax: int):
     window = Window(cmin, rmin, cmax - cmin, rmax - rmin)
     try:
         with rasterio.open(path) as src:
-            data = src.read(1, window=window, masked=True)
+            flags = src.mask_flag_enums[0]
+            if flags == [MaskFlags.all_valid]:
+                data = np.ma.MaskedArray(src.read(1, window=window))
+            elif flags == [MaskFlags.nodata]:
+                # the mask GDAL would give, without its mask band's second pass over the window
+                values = src.read(1, window=window)
+                data = np.ma.MaskedArray(values, mask=values == src.nodata)
+            else:  # an internal or external mask band, alpha
+                data = src.read(1, window=window, masked=True)
     except RasterioIOError as err:
         raise InputError(
             f"{path}: cannot read pixels ({_short(err)}); is the file complete?"

@@ -59,6 +59,7 @@ from ecoplan.refine import refine_zones
 from ecoplan.region import RegionConfig, load_region
 from ecoplan.report import ReportData, write_report
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
+from ecoplan.spill import hold, hold_and_compute
 from ecoplan.styles import vector_styles
 from ecoplan.zones import ZONE_BY_CODE, zone_code
 
@@ -410,18 +411,11 @@ def _run_region(
         keep = Holder(hold, folder=out_dir, budget_bytes=budget_bytes)
         # nearly every step reads the units: burnt once and held, in the smallest integer type
         region = replace(region, units=keep(_compact_units(region)).astype(np.int32))
-        hist = code_histogram(region.codes, region.units)
-        if not {c for c in hist if c not in set(region.crosswalk.nodata)}:
-            raise InputError(
-                f"{region.landcover.path}: no land-cover data inside the boundary "
-                f"{cfg.boundary.path} (all pixels are nodata)"
-            )
-        check_codes(hist, region.crosswalk, source=str(region.landcover.path))
-        lut = lookup_table(region.crosswalk, max_code=max(hist))
-        zones = classify(region.codes, lut)
-        zones = da.where(region.units > 0, zones, 0).astype(np.uint8)
+        hist, zones = _classified(region, budget_bytes=budget_bytes, folder=out_dir)
         # refine (issue 3): vector zone rules, urban/rural split, minimum mapping unit
-        zones, refine_notes = refine_zones(zones, region, budget_bytes=budget_bytes, folder=out_dir)
+        zones, refine_notes = refine_zones(
+            zones, region, budget_bytes=budget_bytes, folder=out_dir, held=zones is not None
+        )
         notes += refine_notes
         zones = keep(zones)
 
@@ -607,6 +601,53 @@ CONFLICT_COLUMNS = [
     "area_ha",
     "geometry",
 ]
+
+
+def _block_code_counts(codes: np.ndarray, units: np.ndarray) -> np.ndarray:
+    """Pixel count of each class code 0-255 inside the units, as a (1, 1, 256) block."""
+    sel = codes[(units > 0) & (codes >= 0)]
+    return np.bincount(sel, minlength=256)[:256].reshape(1, 1, 256)
+
+
+def _classified(
+    region: Region, *, budget_bytes: int, folder: Path
+) -> tuple[dict[int, int], da.Array]:
+    """The land-cover codes' histogram inside the boundary (checked against the crosswalk) and
+    the zones by the crosswalk (0 outside the units), held (:func:`ecoplan.spill.hold`).
+
+    A byte raster is read once: its zones (by a table of all 256 codes, which gives the zones
+    of the table sized to the codes found) and its histogram are computed in the same pass.
+    Other rasters are read twice, as the table's size comes from the histogram.
+    """
+    codes, units = region.codes, region.units
+    one_pass = np.dtype(region.landcover.dtype) == np.uint8
+    if one_pass:
+        lut = lookup_table(region.crosswalk, max_code=255)
+        zones = da.where(units > 0, classify(codes, lut), 0).astype(np.uint8)
+        counts = da.map_blocks(
+            _block_code_counts,
+            codes,
+            units,
+            new_axis=2,
+            chunks=((1,) * codes.numblocks[0], (1,) * codes.numblocks[1], (256,)),
+            dtype=np.int64,
+        )
+        counts = counts.sum(axis=(0, 1))
+        zones, total = hold_and_compute(zones, counts, budget_bytes=budget_bytes, folder=folder)
+        hist = {int(c): int(total[c]) for c in np.flatnonzero(total)}
+    else:
+        hist = code_histogram(codes, units)
+    if not {c for c in hist if c not in set(region.crosswalk.nodata)}:
+        raise InputError(
+            f"{region.landcover.path}: no land-cover data inside the boundary "
+            f"{region.config.boundary.path} (all pixels are nodata)"
+        )
+    check_codes(hist, region.crosswalk, source=str(region.landcover.path))
+    if not one_pass:
+        lut = lookup_table(region.crosswalk, max_code=max(hist))
+        zones = da.where(units > 0, classify(codes, lut), 0).astype(np.uint8)
+        zones = hold(zones, budget_bytes=budget_bytes, folder=folder)
+    return hist, zones
 
 
 def _compact_units(region: Region) -> da.Array:

@@ -86,14 +86,18 @@ def refine_zones(
     *,
     budget_bytes: int | None = None,
     folder: Path | None = None,
+    held: bool = False,
 ) -> tuple[da.Array, list[str]]:
     """Vector rules, urban/rural split and minimum mapping unit, as the region's rules say.
 
     Intermediate zone rasters are computed once and kept (:func:`ecoplan.spill.hold`): in
     memory when ``budget_bytes`` is None (the default) or they fit it, else in temporary files
     in ``folder`` (the system's temporary folder by default), removed when no longer used.
+    ``held``: ``zones`` are computed already (held by the caller), so they are kept again only
+    when vector rules change them.
     """
     rules, grid = region.rules, region.grid
+    given = zones
     zones, notes = apply_vector_rules(
         zones, config=region.config, rules=rules, grid=grid, units=region.units
     )
@@ -101,7 +105,8 @@ def refine_zones(
     def keep(a: da.Array) -> da.Array:
         return hold(a, budget_bytes=budget_bytes, folder=folder)
 
-    zones = keep(zones)
+    if not (held and zones is given):
+        zones = keep(zones)
     built = zones == BUILT_UP
     n_built = int(built.sum().compute())
     if n_built:

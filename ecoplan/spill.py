@@ -16,7 +16,7 @@ import dask
 import dask.array as da
 import numpy as np
 
-__all__ = ["hold", "BlockFile"]
+__all__ = ["hold", "hold_and_compute", "BlockFile"]
 
 
 def hold(array: da.Array, *, budget_bytes: int | None = None, folder: Path | None = None):
@@ -36,6 +36,27 @@ def hold(array: da.Array, *, budget_bytes: int | None = None, folder: Path | Non
     blocks = BlockFile.create(folder, array.chunks, array.dtype)
     da.store(array, blocks, lock=False)
     return blocks.array()
+
+
+def hold_and_compute(
+    array: da.Array,
+    also: da.Array,
+    *,
+    budget_bytes: int | None = None,
+    folder: Path | None = None,
+) -> tuple[da.Array, np.ndarray]:
+    """:func:`hold` of ``array`` and ``also`` computed (to numpy) in the same pass, so the
+    inputs they share are computed once."""
+    if budget_bytes is None or array.nbytes <= budget_bytes:
+        held, out = dask.persist(array, also)
+        return held, out.compute()
+    import tempfile
+
+    folder = Path(folder) if folder is not None else Path(tempfile.gettempdir())
+    blocks = BlockFile.create(folder, array.chunks, array.dtype)
+    stored = da.store(array, blocks, lock=False, compute=False)
+    _, out = dask.compute(stored, also)
+    return blocks.array(), out
 
 
 class BlockFile:

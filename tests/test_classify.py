@@ -225,3 +225,30 @@ def test_numeric_attribute_values_match_integer_codes():
 )
 def test_dpt_plan_categories_and_bangkok_codes(name, value, zone):
     assert text_zone(value, load_crosswalk(name)) == zone
+
+
+@pytest.mark.parametrize("kind", ["nodata", "mask band", "none"])
+def test_a_window_is_masked_as_gdal_masks_it(tmp_path, kind):
+    # nodata is compared in numpy; a mask band (or none) is GDAL's own
+    import rasterio
+    from affine import Affine
+
+    from ecoplan.io import _read_window
+
+    rng = np.random.default_rng(3)
+    values = rng.integers(0, 9, (40, 50)).astype(np.uint8)
+    path = tmp_path / f"{kind.replace(' ', '_')}.tif"
+    profile = dict(driver="GTiff", width=50, height=40, count=1, dtype="uint8", crs="EPSG:32647")
+    profile["transform"] = Affine(10, 0, 500_000, 0, -10, 1_600_000)
+    if kind == "nodata":
+        profile["nodata"] = 7
+    with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **profile) as dst:
+        dst.write(values, 1)
+        if kind == "mask band":
+            dst.write_mask((rng.random((40, 50)) < 0.7).astype(np.uint8) * 255)
+    with rasterio.open(path) as src:
+        expected = src.read(1, window=((5, 33), (2, 47)), masked=True)
+    got = _read_window(str(path), 5, 33, 2, 47)
+    np.testing.assert_array_equal(got.data, expected.data)
+    np.testing.assert_array_equal(np.ma.getmaskarray(got), np.ma.getmaskarray(expected))
+    assert np.ma.getmaskarray(got).any() == (kind != "none")

@@ -235,3 +235,23 @@ def test_population_method_without_a_population_raster_is_explained(tmp_path):
     rules = {**SMALL_RULES, "urban_rural": {"method": "population"}}
     with pytest.raises(InputError, match="needs a population raster"):
         run_region(small_region(tmp_path, rules=rules), tmp_path / "out")
+
+
+@pytest.mark.parametrize("budget_bytes", [2**40, 0])  # in memory, and spilled to a file
+def test_a_byte_raster_is_classified_and_counted_in_one_pass_as_in_two(tmp_path, budget_bytes):
+    # the one-pass path (histogram and zones together, a table of all 256 codes) gives the
+    # histogram of code_histogram and the zones of the table sized to the codes found
+    import dask.array as da
+
+    from ecoplan.classify import classify, code_histogram, lookup_table
+    from ecoplan.pipeline import _classified, prepare_region
+
+    region = prepare_region(sample_region_path("north"), chunk_size=64)
+    assert np.dtype(region.landcover.dtype) == np.uint8
+    hist, zones = _classified(region, budget_bytes=budget_bytes, folder=tmp_path)
+    expected_hist = code_histogram(region.codes, region.units)
+    assert hist == expected_hist
+    lut = lookup_table(region.crosswalk, max_code=max(expected_hist))
+    expected = da.where(region.units > 0, classify(region.codes, lut), 0).astype(np.uint8)
+    np.testing.assert_array_equal(zones.compute(), expected.compute())
+    assert zones.dtype == np.uint8
