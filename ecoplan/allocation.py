@@ -49,7 +49,6 @@ import geopandas as gpd
 import numpy as np
 import pandas as pd
 from scipy import sparse
-from scipy.optimize import linprog
 
 from ecoplan.constraints import (
     apply_constraints,
@@ -305,6 +304,8 @@ class _Model:
                 cap_row = sparse.csr_matrix(np.concatenate([np.zeros(n_var), w])[None, :])
                 a_ub = sparse.vstack([a_ub, cap_row]).tocsr()
                 b_ub = np.concatenate([b_ub, [cap]])
+        from scipy.optimize import linprog  # 0.2 s to import: only when allocating
+
         res = linprog(
             c,
             A_ub=a_ub if a_ub.shape[0] else None,
@@ -402,6 +403,8 @@ def _bundle_prices(model: _Model, pi0: np.ndarray, *, iters: int = 150) -> np.nd
             (max(lo_dom[t], centre[t] - radius), min(hi_dom[t], centre[t] + radius))
             for t in range(n)
         ] + [(None, None)]
+        from scipy.optimize import linprog
+
         res = linprog(np.r_[np.zeros(n), 1.0], A_ub=a, b_ub=b, bounds=bounds, method="highs")
         if res.status != 0:
             break

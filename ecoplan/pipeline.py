@@ -7,10 +7,12 @@ outputs (GeoPackage, zone GeoTIFF). Raster steps are lazy dask arrays mapped blo
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import time
 import warnings
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from importlib import resources
@@ -450,8 +452,27 @@ def _run_region(
         staged_outputs(),
         GeoPackageWriter(gpkg_path) as gpkg,
         warnings.catch_warnings(),
+        # the zone rasters are final: GDAL writes them (mostly outside the GIL, in its own
+        # threads) while the layers are traced; the pool is left before the outputs are
+        # committed or, on a failure, removed
+        ThreadPoolExecutor(1, thread_name_prefix="ecoplan-geotiff") as background,
     ):
         warnings.simplefilter("ignore", RuntimeWarning)
+        tags = {
+            "ECOPLAN_VERSION": __version__,
+            "REGION_ID": cfg.id,
+            "RULES_SHA256": region.rules.digest(),
+            "CROSSWALK": region.crosswalk.name,
+        }
+        proposed_tags = {**tags, "PHASE": "proposed"}
+        # a copy of this context: the files join the outputs staged here
+        geotiffs = background.submit(
+            contextvars.copy_context().run,
+            _write_zone_rasters,
+            (tif_path, zones, tags),
+            (proposed_path, None if plan.result is None else plan.proposed, proposed_tags),
+            grid=grid,
+        )
 
         written: dict[str, list[pd.DataFrame]] = {}  # attributes of the layers written so far
 
@@ -529,18 +550,6 @@ def _run_region(
         )
         add("run_metadata", metadata)
         gpkg.update_time = finished
-        tags = {
-            "ECOPLAN_VERSION": __version__,
-            "REGION_ID": cfg.id,
-            "RULES_SHA256": region.rules.digest(),
-            "CROSSWALK": region.crosswalk.name,
-        }
-        proposed_tags = {**tags, "PHASE": "proposed"}
-        if plan.result is None:  # the proposed plan is today's zones: one pass, two files
-            write_zone_raster(tif_path, zones, grid, tags=tags, copy=(proposed_path, proposed_tags))
-        else:
-            write_zone_raster(tif_path, zones, grid, tags=tags)
-            write_zone_raster(proposed_path, plan.proposed, grid, tags=proposed_tags)
         # --- report (issue 5, ecoplan.report) ---
         report = ReportData(
             region_id=cfg.id,
@@ -564,6 +573,7 @@ def _run_region(
             zone_changes=plan.changes,
         )
         write_report(report_path, report)
+        geotiffs.result()  # its error, if any, is the run's
     return RunResult(
         region_id=cfg.id,
         geopackage=gpkg_path,
@@ -648,6 +658,18 @@ def _classified(
         zones = da.where(units > 0, classify(codes, lut), 0).astype(np.uint8)
         zones = hold(zones, budget_bytes=budget_bytes, folder=folder)
     return hist, zones
+
+
+def _write_zone_rasters(today: tuple, proposed: tuple, *, grid: Grid) -> None:
+    """The zone GeoTIFF and the proposed plan's: ``(path, zones, tags)`` each; the proposed
+    plan's zones None when they are today's (one pass over the zones, two files)."""
+    path, zones, tags = today
+    proposed_path, proposed, proposed_tags = proposed
+    if proposed is None:
+        write_zone_raster(path, zones, grid, tags=tags, copy=(proposed_path, proposed_tags))
+    else:
+        write_zone_raster(path, zones, grid, tags=tags)
+        write_zone_raster(proposed_path, proposed, grid, tags=proposed_tags)
 
 
 def _compact_units(region: Region) -> da.Array:

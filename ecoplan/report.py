@@ -421,13 +421,19 @@ def render_report(data: ReportData) -> str:
         )
     )
     parts.append("<h2>Proposed plan · ผังที่เสนอ</h2>")
-    if data.proposed is not None:
+    if data.proposed is not None and data.proposed is data.zones:  # no second, identical map
+        parts.append(
+            "<p class='muted'>the proposed plan is today's zones (no zone changes), mapped "
+            "above · ผังที่เสนอคือเขตปัจจุบัน (ไม่มีการเปลี่ยนเขต) ตามแผนที่ข้างบน</p>"
+        )
+    elif data.proposed is not None:
         parts.append(
             _img(
                 _map_png(data.proposed, data.grid, data.boundary, title="Proposed plan · ผังที่เสนอ"),
                 "map of the proposed plan",
             )
         )
+    if data.proposed is not None:
         if data.zone_changes is not None:
             parts.append("<h3>Zone changes · การเปลี่ยนแปลงเขต</h3>")
             parts.append(

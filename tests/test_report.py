@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import re
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -135,6 +136,15 @@ def test_proposed_plan_adds_its_map_before_after_and_changes():
     assert "proposed share · สัดส่วนที่เสนอ" in html and "40.0%" in html
     assert "Zone changes" in html and "<td>agriculture</td><td>forest</td>" in html
     assert "no proposed plan" not in html
+
+
+def test_a_proposed_plan_that_is_todays_zones_is_not_mapped_twice():
+    report = data()
+    report = replace(report, proposed=report.zones, proportions_after=report.proportions)
+    html = render_report(report)
+    assert len(images(html)) == 3  # zones map, proportions chart, plans chart
+    assert "map of the proposed plan" not in html and "no proposed plan" not in html
+    assert "the proposed plan is today's zones" in html
 
 
 def test_accuracy_from_an_ml_step_is_shown():
