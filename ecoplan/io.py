@@ -622,6 +622,10 @@ def rasterize_on_grid(
         idx = np.sort(tree.query(box))
         if len(idx) == 0:
             return np.zeros(shape, dtype)
+        # a block inside the last geometry near it (most blocks of a region): every pixel
+        # centre is inside it, and no later geometry comes near, so it is that value
+        if shapely.covers(geoms[idx[-1]], box):
+            return np.full(shape, vals[idx[-1]], dtype)
         return rasterize(
             zip(geoms[idx], vals[idx].tolist(), strict=True),
             out_shape=shape,

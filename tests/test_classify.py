@@ -252,3 +252,31 @@ def test_a_window_is_masked_as_gdal_masks_it(tmp_path, kind):
     np.testing.assert_array_equal(got.data, expected.data)
     np.testing.assert_array_equal(np.ma.getmaskarray(got), np.ma.getmaskarray(expected))
     assert np.ma.getmaskarray(got).any() == (kind != "none")
+
+
+@pytest.mark.parametrize("chunks", [3, 7, 64])
+def test_burnt_units_match_one_rasterize_of_the_grid_later_geometries_winning(chunks):
+    # blocks inside one geometry are filled without GDAL; the others rasterised
+    import shapely
+    from affine import Affine
+    from rasterio.crs import CRS
+    from rasterio.features import rasterize
+
+    from ecoplan.grid import Grid
+    from ecoplan.io import rasterize_on_grid
+
+    grid = Grid(CRS.from_epsg(32647), Affine(10, 0, 500_000, 0, -10, 1_600_000), 40, 50)
+    geoms = [
+        shapely.box(500_000, 1_599_600, 500_300, 1_600_000),  # west part
+        shapely.box(500_250, 1_599_600, 500_500, 1_600_000),  # east part, over the west one
+        shapely.Point(500_180, 1_599_790).buffer(75),  # a disc over both
+    ]
+    got = rasterize_on_grid(geoms, [1, 2, 3], grid, chunks=chunks, dtype=np.uint8).compute()
+    expected = rasterize(
+        zip(geoms, [1, 2, 3], strict=True),
+        out_shape=grid.shape,
+        transform=grid.transform,
+        dtype="uint8",
+    )
+    np.testing.assert_array_equal(got, expected)
+    assert set(np.unique(got)) == {1, 2, 3}
