@@ -452,27 +452,12 @@ def _run_region(
         staged_outputs(),
         GeoPackageWriter(gpkg_path) as gpkg,
         warnings.catch_warnings(),
-        # the zone rasters are final: GDAL writes them (mostly outside the GIL, in its own
-        # threads) while the layers are traced; the pool is left before the outputs are
-        # committed or, on a failure, removed
+        # the zone GeoTIFFs are written beside the report (after the layers: GDAL's memory
+        # would stay under the polygons'); the pool is left before the outputs are committed
+        # or, on a failure, removed
         ThreadPoolExecutor(1, thread_name_prefix="ecoplan-geotiff") as background,
     ):
         warnings.simplefilter("ignore", RuntimeWarning)
-        tags = {
-            "ECOPLAN_VERSION": __version__,
-            "REGION_ID": cfg.id,
-            "RULES_SHA256": region.rules.digest(),
-            "CROSSWALK": region.crosswalk.name,
-        }
-        proposed_tags = {**tags, "PHASE": "proposed"}
-        # a copy of this context: the files join the outputs staged here
-        geotiffs = background.submit(
-            contextvars.copy_context().run,
-            _write_zone_rasters,
-            (tif_path, zones, tags),
-            (proposed_path, None if plan.result is None else plan.proposed, proposed_tags),
-            grid=grid,
-        )
 
         written: dict[str, list[pd.DataFrame]] = {}  # attributes of the layers written so far
 
@@ -544,6 +529,22 @@ def _run_region(
 
         return_freed_memory()
         progress("write")
+        tags = {
+            "ECOPLAN_VERSION": __version__,
+            "REGION_ID": cfg.id,
+            "RULES_SHA256": region.rules.digest(),
+            "CROSSWALK": region.crosswalk.name,
+        }
+        proposed_tags = {**tags, "PHASE": "proposed"}
+        # GDAL writes them (mostly outside the GIL, in its own threads) while the report is
+        # drawn; a copy of this context: the files join the outputs staged here
+        geotiffs = background.submit(
+            contextvars.copy_context().run,
+            _write_zone_rasters,
+            (tif_path, zones, tags),
+            (proposed_path, None if plan.result is None else plan.proposed, proposed_tags),
+            grid=grid,
+        )
         finished = datetime.now(UTC)
         metadata = _metadata(
             region, started=started, finished=finished, notes=notes, histogram=hist

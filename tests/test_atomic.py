@@ -191,6 +191,24 @@ def test_kill_an_unslowed_run_while_it_writes(previous):
         pytest.fail("three runs finished before their temporary file was seen")
 
 
+@pytest.mark.parametrize("where", ["plans_for_region", "write_report"])
+def test_an_error_late_in_a_run_leaves_the_previous_outputs(previous, monkeypatch, where):
+    # the zone GeoTIFFs are written in a background thread from the polygons step on: a
+    # failure after that (in the layers, in the report) still removes them with the rest
+    import ecoplan.pipeline
+
+    out, hashes, new_yaml, _ = previous
+
+    def fail(*args, **kwargs):
+        raise RuntimeError("late failure")
+
+    monkeypatch.setattr(ecoplan.pipeline, where, fail)
+    with pytest.raises(RuntimeError, match="late failure"):
+        ecoplan.pipeline.run_region(new_yaml, out, overwrite=True)
+    assert {n: sha(out / n) for n in FINAL} == hashes
+    assert sorted(p.name for p in out.iterdir()) == sorted(FINAL)  # no temporary file left
+
+
 def test_next_run_removes_temp_files_of_a_killed_run(previous):
     out, hashes, new_yaml, driver = previous
     # what a run killed inside the GeoPackage leaves (see the tests above), from a dead process
