@@ -15,6 +15,7 @@ import numpy as np
 __all__ = ["distance_to_source", "lookup", "ring_numbers"]
 
 _INF = np.inf
+_FINITE_MAX = np.finfo(np.float64).max
 
 
 @numba.njit(cache=True, nogil=True)
@@ -44,6 +45,42 @@ def _column_pass(source: np.ndarray, out: np.ndarray) -> None:
                     out[i, j] = d * d
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _envelope(f, cap, v, z):
+    # lower envelope of the parabolas (q - p)² + f[p] with f[p] <= cap: their vertices in
+    # v[0..k], the boundaries between them in z; returns k (-1: no parabola)
+    k = -1
+    for q in range(f.shape[0]):
+        if f[q] > cap:
+            continue
+        if k < 0:
+            k = 0
+            v[0] = q
+            z[0] = -_INF
+            z[1] = _INF
+            continue
+        while True:
+            p = v[k]
+            s = ((f[q] + q * q) - (f[p] + p * p)) / (2.0 * (q - p))
+            if s <= z[k]:
+                k -= 1
+                if k < 0:
+                    break
+            else:
+                break
+        if k < 0:
+            k = 0
+            v[0] = q
+            z[0] = -_INF
+            z[1] = _INF
+        else:
+            k += 1
+            v[k] = q
+            z[k] = s
+            z[k + 1] = _INF
+    return k
+
+
 @numba.njit(cache=True, nogil=True)
 def _row_pass(g: np.ndarray, out: np.ndarray) -> None:
     # lower envelope of parabolas along each row (1-D squared distance transform of g)
@@ -52,35 +89,7 @@ def _row_pass(g: np.ndarray, out: np.ndarray) -> None:
     z = np.empty(w + 1, np.float64)
     for i in range(h):
         f = g[i]
-        k = -1
-        for q in range(w):
-            if f[q] == _INF:
-                continue
-            if k < 0:
-                k = 0
-                v[0] = q
-                z[0] = -_INF
-                z[1] = _INF
-                continue
-            while True:
-                p = v[k]
-                s = ((f[q] + q * q) - (f[p] + p * p)) / (2.0 * (q - p))
-                if s <= z[k]:
-                    k -= 1
-                    if k < 0:
-                        break
-                else:
-                    break
-            if k < 0:
-                k = 0
-                v[0] = q
-                z[0] = -_INF
-                z[1] = _INF
-            else:
-                k += 1
-                v[k] = q
-                z[k] = s
-                z[k + 1] = _INF
+        k = _envelope(f, _FINITE_MAX, v, z)  # every finite value
         if k < 0:
             for q in range(w):
                 out[i, q] = _INF
@@ -121,35 +130,7 @@ def _ring_row_pass(g, cap, targets, lo, hi, pixel_size_m, out):
     n_rings = lo.shape[0]
     for i in range(h):
         f = g[i]
-        k = -1
-        for q in range(w):
-            if f[q] > cap:
-                continue
-            if k < 0:
-                k = 0
-                v[0] = q
-                z[0] = -_INF
-                z[1] = _INF
-                continue
-            while True:
-                p = v[k]
-                s = ((f[q] + q * q) - (f[p] + p * p)) / (2.0 * (q - p))
-                if s <= z[k]:
-                    k -= 1
-                    if k < 0:
-                        break
-                else:
-                    break
-            if k < 0:
-                k = 0
-                v[0] = q
-                z[0] = -_INF
-                z[1] = _INF
-            else:
-                k += 1
-                v[k] = q
-                z[k] = s
-                z[k + 1] = _INF
+        k = _envelope(f, cap, v, z)
         if k < 0:
             continue  # no source within reach of this row
         j = 0
