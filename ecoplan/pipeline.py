@@ -416,7 +416,7 @@ def _run_region(
         hist, zones = _classified(region, budget_bytes=budget_bytes, folder=out_dir)
         # refine (issue 3): vector zone rules, urban/rural split, minimum mapping unit
         zones, refine_notes = refine_zones(
-            zones, region, budget_bytes=budget_bytes, folder=out_dir, held=zones is not None
+            zones, region, budget_bytes=budget_bytes, folder=out_dir, held=True
         )
         notes += refine_notes
         zones = keep(zones)
