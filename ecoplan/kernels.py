@@ -53,21 +53,13 @@ def _envelope(f, cap, v, z):
     for q in range(f.shape[0]):
         if f[q] > cap:
             continue
-        if k < 0:
-            k = 0
-            v[0] = q
-            z[0] = -_INF
-            z[1] = _INF
-            continue
-        while True:
+        s = -_INF
+        while k >= 0:  # drop the parabolas this one hides
             p = v[k]
             s = ((f[q] + q * q) - (f[p] + p * p)) / (2.0 * (q - p))
-            if s <= z[k]:
-                k -= 1
-                if k < 0:
-                    break
-            else:
+            if s > z[k]:
                 break
+            k -= 1
         if k < 0:
             k = 0
             v[0] = q
