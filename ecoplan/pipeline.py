@@ -644,7 +644,7 @@ def _classified(
             dtype=np.int64,
         )
         counts = counts.sum(axis=(0, 1))
-        zones, total = hold_and_compute(zones, counts, budget_bytes=budget_bytes, folder=folder)
+        zones, (total,) = hold_and_compute(zones, counts, budget_bytes=budget_bytes, folder=folder)
         hist = {int(c): int(total[c]) for c in np.flatnonzero(total)}
     else:
         hist = code_histogram(codes, units)

@@ -28,35 +28,27 @@ def hold(array: da.Array, *, budget_bytes: int | None = None, folder: Path | Non
     removed when the last array reading it is garbage-collected (or at exit); no ``with``
     block is needed, so intermediate results can be returned.
     """
-    if budget_bytes is None or array.nbytes <= budget_bytes:
-        return array.persist()
-    import tempfile
-
-    folder = Path(folder) if folder is not None else Path(tempfile.gettempdir())
-    blocks = BlockFile.create(folder, array.chunks, array.dtype)
-    da.store(array, blocks, lock=False)
-    return blocks.array()
+    return hold_and_compute(array, budget_bytes=budget_bytes, folder=folder)[0]
 
 
 def hold_and_compute(
     array: da.Array,
-    also: da.Array,
-    *,
+    *also: da.Array,
     budget_bytes: int | None = None,
     folder: Path | None = None,
-) -> tuple[da.Array, np.ndarray]:
-    """:func:`hold` of ``array`` and ``also`` computed (to numpy) in the same pass, so the
-    inputs they share are computed once."""
+) -> tuple[da.Array, list[np.ndarray]]:
+    """:func:`hold` of ``array``, and the arrays ``also`` computed (to numpy) in the same pass,
+    so the inputs they share are computed once."""
     if budget_bytes is None or array.nbytes <= budget_bytes:
-        held, out = dask.persist(array, also)
-        return held, out.compute()
+        held, *rest = dask.persist(array, *also)
+        return held, [a.compute() for a in rest]
     import tempfile
 
     folder = Path(folder) if folder is not None else Path(tempfile.gettempdir())
     blocks = BlockFile.create(folder, array.chunks, array.dtype)
     stored = da.store(array, blocks, lock=False, compute=False)
-    _, out = dask.compute(stored, also)
-    return blocks.array(), out
+    _, *rest = dask.compute(stored, *also)
+    return blocks.array(), list(rest)
 
 
 class BlockFile:
