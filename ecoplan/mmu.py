@@ -20,8 +20,9 @@ How it runs, chunk by chunk, with the result of the plain algorithm on the whole
   known in the block. Only patches on block borders are merged across the seams
   (:func:`ecoplan.components.border_patches`), and only for them are the touching pixels counted
   over all blocks (a halo of one pixel). So the tables held whole-grid have one row per border
-  patch, not one per patch. Each block is labelled three times (the border summary, the
-  counts, the replacement).
+  patch, not one per patch. Each block is labelled twice (the border summary, the counts); the
+  counting pass lists the pixels its inside patches change, and the border patches' pixels,
+  so the replacement writes those pixels without labelling again.
 - *Later passes.* Stable pixels never change and a patch that took a zone joins a stable patch,
   so the small patches of pass *k + 1* are the patches that waited in pass *k* and did not
   join a patch that changed to their zone. Later passes run on those waiting pixels alone and
@@ -137,12 +138,6 @@ class _FirstPass:
         return lab, ids
 
 
-def _block_index(block_info, ncols: int) -> int:
-    """Row-major index of the block a ``map_blocks`` call is computing."""
-    i, j = block_info[0]["chunk-location"]
-    return i * ncols + j
-
-
 def _halos(first: _FirstPass, zone_type, chunks) -> list[tuple]:
     """Each block's one-pixel halo, from its neighbours' edge lines: the small-patch ids and
     zones of the row above and below (with the corners) and of the columns left and right.
@@ -192,8 +187,9 @@ def _with_halo(core: np.ndarray, halo: tuple, which: int) -> np.ndarray:
 
 
 def _count_block(zones, halo, first: _FirstPass, *, k: int, r0: int, c0: int, width: int):
-    """Rows for the border patches; how the inside patches fare; the pixels of waiting inside
-    patches and of small border patches (global flat indices and ids). Halo: 1 (given)."""
+    """Rows for the border patches; how the inside patches fare and the pixels they change
+    (flat indices in the block, new zones); the pixels of waiting inside patches and of small
+    border patches (global flat indices and ids). Halo: 1 (given)."""
     lab, block_ids = first.block_ids(zones, k)
     small_h = _with_halo(block_ids[lab], halo, 0)
     del lab
@@ -206,11 +202,13 @@ def _count_block(zones, halo, first: _FirstPass, *, k: int, r0: int, c0: int, wi
     inside = (core > 0) & (core <= n_local)
     local = (core[inside] - base).astype(np.int64)
     sizes = np.bincount(local, minlength=int(first.borders.counts[k]) + 1)
-    touched = np.zeros(len(sizes), bool)
-    touched[ids[~on_border] - base] = True
+    # an inside patch's neighbours are all in the block: its majority zone is known here
+    t_ids, t_zones = majority_targets(ids[~on_border], zs[~on_border], counts[~on_border])
+    target = np.zeros(len(sizes), zones.dtype)
+    target[t_ids - base] = t_zones
     present = sizes > 0
-    taken = present & touched
-    waits = present & ~touched
+    taken = target > 0
+    waits = present & ~taken
 
     def where(mask):
         rr, cc = np.nonzero(mask)
@@ -224,41 +222,64 @@ def _count_block(zones, halo, first: _FirstPass, *, k: int, r0: int, c0: int, wi
     else:
         e = np.empty(0, np.int64)
         waiting = (e, e)
-    border_pixels = where(core > n_local)
+    new = np.zeros(core.shape, zones.dtype)
+    new[inside] = target[local]
+    at = np.flatnonzero(new)
     return {
         "rows": (ids[on_border], zs[on_border], counts[on_border]),
         "inside_small": int(present.sum()),
         "inside_merged": int(taken.sum()),
         "inside_changed": int(sizes[taken].sum()),
+        "changes": (at.astype(_local_index(core.size)), new.ravel()[at]),
         "waiting": waiting,
-        "border_pixels": border_pixels,
+        "border_pixels": where(core > n_local),
     }
 
 
-def _replace_block(zones, *, first: _FirstPass, border_ids, border_targets, block_info=None):
-    """The block after the first pass: inside patches settled here, border patches from the
-    targets found over all blocks (``border_ids`` sorted). Halo: 0."""
-    k = _block_index(block_info, first.ncols)
-    lab, ids = first.block_ids(zones, k)
-    small = np.pad(ids[lab], 1)
-    pid, zs, counts = touch_counts_block(
-        small, np.pad(zones, 1, constant_values=NODATA), connectivity=first.connectivity
-    )
-    del small
-    inside = pid <= first.n_local
-    t_ids, t_zones = majority_targets(pid[inside], zs[inside], counts[inside])
-    target = np.zeros(len(ids), zones.dtype)
-    target[t_ids - first.local_bases[k]] = t_zones
-    border = first.borders.labels[k]
-    if len(border) and len(border_ids):
-        b = ids[border].astype(np.int64)
-        pos = np.clip(np.searchsorted(border_ids, b), 0, len(border_ids) - 1)
-        hit = (border_ids[pos] == b) & (b > 0)
-        target[border[hit]] = border_targets[pos[hit]]
-    if not target.any():
+def _local_index(size: int) -> np.dtype:
+    return np.dtype(np.int32 if size < np.iinfo(np.int32).max else np.int64)
+
+
+def _replace_block(zones: np.ndarray, changes: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """The block after the first pass: ``changes`` = (flat indices in the block, new zones)."""
+    at, new = changes
+    if len(at) == 0:
         return zones
-    per_pixel = target[lab]
-    return np.where(per_pixel > 0, per_pixel, zones).astype(zones.dtype)
+    out = zones.copy()
+    out.ravel()[at] = new
+    return out
+
+
+def _block_changes(
+    inside: list[tuple[np.ndarray, np.ndarray]],
+    flat: np.ndarray,
+    new: np.ndarray,
+    chunks: tuple[tuple[int, ...], tuple[int, ...]],
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Each block's first-pass changes: its inside patches' (``inside``, by block) and the
+    border patches' (global flat indices ``flat``, new zones ``new``) that fall in it."""
+    heights, widths = chunks
+    width = sum(widths)
+    row_edges = np.cumsum((0, *heights))
+    col_edges = np.cumsum((0, *widths))
+    rows, cols = flat // width, flat % width
+    bi = np.searchsorted(row_edges, rows, side="right") - 1
+    bj = np.searchsorted(col_edges, cols, side="right") - 1
+    block = bi * len(widths) + bj
+    order = np.argsort(block, kind="stable")
+    starts = np.searchsorted(block[order], np.arange(len(inside) + 1))
+    out = []
+    for k, (at, zone) in enumerate(inside):
+        i, j = divmod(k, len(widths))
+        sel = order[starts[k] : starts[k + 1]]
+        local = (rows[sel] - row_edges[i]) * widths[j] + (cols[sel] - col_edges[j])
+        out.append(
+            (
+                np.concatenate([at, local.astype(at.dtype)]),
+                np.concatenate([zone, new[sel].astype(zone.dtype)]),
+            )
+        )
+    return out
 
 
 def _offsets(connectivity: Connectivity) -> np.ndarray:
@@ -491,20 +512,35 @@ def apply_mmu(
     changed = sum(p["inside_changed"] for p in parts) + int(borders.sizes[b_index].sum())
     if merged == 0:
         return MmuResult(zones, 0, 0, n_small, 0)
-    # the pixels of the patches that wait for a later pass
+    # the pixels of border patches that took a zone, and of the patches that wait
     b_flat = np.concatenate([p["border_pixels"][0] for p in parts])
     b_patch = np.concatenate([p["border_pixels"][1] for p in parts])
-    b_wait = ~np.isin(b_patch, border_ids)
-    w_flat = np.concatenate([p["waiting"][0] for p in parts] + [b_flat[b_wait]])
-    w_patch = np.concatenate([p["waiting"][1] for p in parts] + [b_patch[b_wait]])
-    del parts, b_flat, b_patch
-    replaced = zones.map_blocks(
-        _replace_block,
-        first=first,
-        border_ids=border_ids,
-        border_targets=border_targets.astype(zones.dtype),
-        dtype=zones.dtype,
+    pos = np.clip(np.searchsorted(border_ids, b_patch), 0, max(len(border_ids) - 1, 0))
+    b_taken = border_ids[pos] == b_patch if len(border_ids) else np.zeros(len(b_patch), bool)
+    w_flat = np.concatenate([p["waiting"][0] for p in parts] + [b_flat[~b_taken]])
+    w_patch = np.concatenate([p["waiting"][1] for p in parts] + [b_patch[~b_taken]])
+    changes = _block_changes(
+        [p.pop("changes") for p in parts],
+        b_flat[b_taken],
+        border_targets[pos[b_taken]],
+        zones.chunks,
     )
+    del parts, b_flat, b_patch, pos, b_taken
+    blocks = zones.to_delayed()
+    replaced = da.block(
+        [
+            [
+                da.from_delayed(
+                    dask.delayed(_replace_block, pure=True)(blocks[i, j], changes[i * nc + j]),
+                    shape=(zones.chunks[0][i], zones.chunks[1][j]),
+                    dtype=zones.dtype,
+                )
+                for j in range(nc)
+            ]
+            for i in range(nr)
+        ]
+    )
+    del changes, blocks
     result = hold(replaced, budget_bytes=budget_bytes, folder=folder)
     del replaced
     return_freed_memory()
