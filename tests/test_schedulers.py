@@ -79,3 +79,41 @@ def test_an_unknown_scheduler_lists_the_valid_ones(region):
     yml, tmp = region
     with pytest.raises(ValueError, match="threads, synchronous, processes or a dask.distributed"):
         run_region(yml, tmp / "x", scheduler="gpu")
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("threads", "dask.threaded.get"),
+        ("synchronous", "dask.local.get_sync"),
+        ("processes", "dask.multiprocessing.get"),
+    ],
+)
+def test_a_local_scheduler_name_runs_that_scheduler(name, expected):
+    import importlib
+
+    import dask.base
+
+    from ecoplan.pipeline import scheduler_context
+
+    module, _, attr = expected.rpartition(".")
+    with scheduler_context(name):
+        assert dask.base.get_scheduler() is getattr(importlib.import_module(module), attr)
+
+
+def test_a_local_run_does_not_import_dask_distributed(region):
+    # dask imports dask.distributed (0.4 s) to look for a client when given a scheduler name
+    import subprocess
+    import sys
+
+    yml, tmp = region
+    code = (
+        "import sys\n"
+        "from ecoplan.pipeline import run_region\n"
+        f"run_region({str(yml)!r}, {str(tmp / 'local')!r}, scheduler='threads')\n"
+        "print('distributed' in sys.modules)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=300
+    )
+    assert out.stdout.strip().splitlines()[-1] == "False"
