@@ -54,7 +54,7 @@ from ecoplan.io import (
     sha256_file,
 )
 from ecoplan.plans import plans_for_region
-from ecoplan.polygons import vectorize, vectorize_each
+from ecoplan.polygons import vectorize
 from ecoplan.progress import STEPS, Progress, silent
 from ecoplan.proportions import N_CODES, proportions_table
 from ecoplan.refine import refine_zones
@@ -733,24 +733,13 @@ def _zone_layer_parts(
     Each unit is vectorised within its own window of the grid (vertices as in a whole-grid
     run), so only one unit's polygons are in memory at a time.
     """
-    windows = _unit_windows(region)
-    # units outside the grid have no cell: nothing to trace
-    jobs = (
-        (
-            zones[r0:r1, c0:c1],
-            (region.units[r0:r1, c0:c1] == u) & (zones[r0:r1, c0:c1] > 0),
-            (r0, c0),
-        )
-        for u, (r0, r1, c0, c1) in enumerate(windows, start=1)
-        if r1 > r0 and c1 > c0
-    )
-    traced = vectorize_each(jobs, region.grid)
-    for u, (r0, r1, c0, c1) in enumerate(windows, start=1):
+    for u, (r0, r1, c0, c1) in enumerate(_unit_windows(region), start=1):
         codes, geoms = np.empty(0, np.int64), []
-        if r1 > r0 and c1 > c0:
-            poly = next(traced)
+        if r1 > r0 and c1 > c0:  # else a unit outside the grid: no cell
+            unit_zones = zones[r0:r1, c0:c1]
+            inside = (region.units[r0:r1, c0:c1] == u) & (unit_zones > 0)
+            poly = vectorize(unit_zones, region.grid, mask=inside, origin=(r0, c0))
             codes, geoms = poly["value"].to_numpy(dtype=np.int64), poly.geometry.values
-            del poly
         yield gpd.GeoDataFrame(
             {
                 **_zone_fields(codes),
@@ -760,7 +749,6 @@ def _zone_layer_parts(
             geometry=geoms,
             crs=region.grid.crs,
         )
-    traced.close()
 
 
 def _buffer_frame(rows: list[dict], *, crs) -> gpd.GeoDataFrame:

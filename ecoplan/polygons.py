@@ -11,9 +11,6 @@ affine transform, so every vertex is computed the same way for any chunking.
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
 
 import dask
@@ -27,7 +24,7 @@ from ecoplan import _trace
 from ecoplan.grid import Grid
 from ecoplan.holding import return_freed_memory
 
-__all__ = ["vectorize", "vectorize_each"]
+__all__ = ["vectorize"]
 
 
 class _Block(NamedTuple):
@@ -410,52 +407,6 @@ def vectorize(
     very coordinates of the whole grid).
     Returns columns ``value`` and ``geometry``, sorted by value.
     """
-    blocks = _traced(values, mask=mask, block_size=block_size, origin=origin)
-    return _assembled(blocks, grid)
-
-
-def vectorize_each(
-    jobs: Iterable[tuple[np.ndarray | da.Array, np.ndarray | da.Array | None, tuple[int, int]]],
-    grid: Grid,
-    *,
-    block_size: int = 2048,
-) -> Iterator[gpd.GeoDataFrame]:
-    """:func:`vectorize` of each ``(values, mask, origin)`` job in turn, the same polygons.
-
-    While the caller uses one result (and while its polygons are assembled, which runs on one
-    core), the next job's blocks are traced in a background thread on the active dask
-    scheduler. So at most two jobs' traced blocks and one job's polygons are in memory.
-    """
-
-    def trace(job):
-        values, mask, origin = job
-        return _traced(values, mask=mask, block_size=block_size, origin=origin)
-
-    jobs = iter(jobs)
-    with ThreadPoolExecutor(1, thread_name_prefix="ecoplan-trace") as ahead:
-
-        def start():  # the next job's tracing, in a copy of this context (its dask client)
-            job = next(jobs, None)
-            return None if job is None else ahead.submit(contextvars.copy_context().run, trace, job)
-
-        pending = start()
-        while pending is not None:
-            blocks = pending.result()
-            pending = start()
-            layer = _assembled(blocks, grid)
-            del blocks
-            yield layer
-            del layer
-
-
-def _traced(
-    values: np.ndarray | da.Array,
-    *,
-    mask: np.ndarray | da.Array | None,
-    block_size: int,
-    origin: tuple[int, int],
-) -> list[list[_Block]]:
-    """The traced blocks of :func:`vectorize`."""
     row0, col0 = (int(v) for v in origin)
     if max(row0 + values.shape[0], col0 + values.shape[1]) >= 2**31 - 2:
         raise ValueError("vectorize: more than 2**31 cells a side (vertices are int32)")
@@ -464,32 +415,29 @@ def _traced(
         if mask is not None:
             mask = mask if isinstance(mask, da.Array) else da.from_array(mask, chunks=values.chunks)
             mask = mask.rechunk(values.chunks).astype(bool)
-        return _dask_blocks(values, mask, int(block_size), (row0, col0))
-    values = np.asarray(values)
-    mask = values != 0 if mask is None else np.asarray(mask, dtype=bool)
-    h, w = values.shape
-    step = max(int(block_size), 1)
-    return [
-        [
-            _trace_block(
-                _with_halo(values, r0, min(r0 + step, h), c0, min(c0 + step, w), 0),
-                _with_halo(mask, r0, min(r0 + step, h), c0, min(c0 + step, w), False),
-                row0 + r0,
-                col0 + c0,
-            )
-            for c0 in range(0, w, step)
+        blocks = _dask_blocks(values, mask, int(block_size), (row0, col0))
+    else:
+        values = np.asarray(values)
+        mask = values != 0 if mask is None else np.asarray(mask, dtype=bool)
+        h, w = values.shape
+        step = max(int(block_size), 1)
+        blocks = [
+            [
+                _trace_block(
+                    _with_halo(values, r0, min(r0 + step, h), c0, min(c0 + step, w), 0),
+                    _with_halo(mask, r0, min(r0 + step, h), c0, min(c0 + step, w), False),
+                    row0 + r0,
+                    col0 + c0,
+                )
+                for c0 in range(0, w, step)
+            ]
+            for r0 in range(0, h, step)
         ]
-        for r0 in range(0, h, step)
-    ]
-
-
-def _assembled(blocks: list[list[_Block]], grid: Grid) -> gpd.GeoDataFrame:
-    """The polygons of traced blocks (:func:`vectorize`); ``blocks`` is emptied."""
     # glibc keeps the heap that tracing's block-sized arrays used; the large arrays below are
     # mapped anew, so give that heap back first (it would otherwise add to the peak)
     return_freed_memory()
     rings = _rings(blocks)
-    blocks.clear()  # the blocks' vertices are in ``rings`` now
+    del blocks  # the blocks' vertices are in ``rings`` now
     return_freed_memory()
     values, geoms = _polygons(rings, grid.transform)
     del rings
