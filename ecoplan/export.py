@@ -436,6 +436,9 @@ def write_zone_raster(
                     tmp,
                     driver="COG",
                     COMPRESS="DEFLATE",
+                    # level 1: a quarter of the default level's time, files about a third larger
+                    # (zones compress well either way: 4 MB for 100 Mpx)
+                    LEVEL=1,
                     OVERVIEWS="FORCE_USE_EXISTING",
                     BIGTIFF="IF_SAFER",
                     NUM_THREADS="ALL_CPUS",

@@ -160,6 +160,7 @@ def test_zone_raster_is_a_cog_with_colour_table_and_nodata_zero(two_units, tmp_p
         assert src.crs.to_epsg() == 32647
         assert src.colormap(1)[1] == (0x1B, 0x78, 0x37, 255)
         assert src.tags(ns="IMAGE_STRUCTURE").get("LAYOUT") == "COG"
+        assert src.compression.name == "deflate"  # read by every GeoTIFF reader
         assert "forest" in src.tags(1)["ZONE_1"]
 
 
