@@ -59,7 +59,7 @@ from ecoplan.progress import STEPS, Progress, silent
 from ecoplan.proportions import N_CODES, proportions_table
 from ecoplan.refine import refine_zones
 from ecoplan.region import RegionConfig, load_region
-from ecoplan.report import ReportData, draw_figures, map_sample, write_report
+from ecoplan.report import ReportData, draw_figures, write_report
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
 from ecoplan.spill import hold, hold_and_compute
 from ecoplan.styles import vector_styles
@@ -495,15 +495,7 @@ def _run_region(
             ),
             zone_changes=plan.changes,
         )
-        # the maps' samples are read here: no dask pool in the background thread
-        shown = {id(zones): map_sample(zones)}
-        if plan.proposed is not None and id(plan.proposed) not in shown:
-            shown[id(plan.proposed)] = map_sample(plan.proposed)
-        figures = background.submit(
-            draw_figures,
-            replace(report, zones=shown[id(zones)], proposed=shown.get(id(plan.proposed))),
-        )
-        del shown
+        figures = background.submit(contextvars.copy_context().run, draw_figures, report)
 
         written: dict[str, list[pd.DataFrame]] = {}  # attributes of the layers written so far
 

@@ -108,9 +108,8 @@ def draw_figures(data: ReportData) -> ReportFigures:
     """Draw what the report shows of the zones and the proportions: the map of the zones, of
     the proposed plan, and the proportions chart. They need neither the layers nor the plan
     areas, so a run draws them while it writes the layers; :func:`render_report` draws them
-    itself when ``data.figures`` is None. ``data.zones`` and ``data.proposed`` may be given as
-    their :func:`map_sample`. Uses matplotlib outside pyplot, but its settings are global:
-    draw one report's figures at a time."""
+    itself when ``data.figures`` is None. Uses matplotlib outside pyplot, but its settings are
+    global: draw one report's figures at a time."""
     title_en = data.name_en or data.region_id
     zones_map = _map_png(
         data.zones,
@@ -185,18 +184,12 @@ def _zone_rgba() -> np.ndarray:
     return lut
 
 
-def map_sample(zones) -> np.ndarray:
-    """The cells of ``zones`` (numpy or dask) a map shows: every k-th cell of every k-th row,
-    at most :data:`MAX_MAP_PIXELS` a side (a map of the sample is the map of ``zones``)."""
-    step = max(1, math.ceil(max(zones.shape) / MAX_MAP_PIXELS))
-    return np.asarray(zones[::step, ::step])  # a dask array computes the sample only
-
-
 def _map_png(zones: np.ndarray, grid: Grid, boundary, *, title: str) -> str:
     import matplotlib
     from matplotlib.patches import Patch
 
-    shown = map_sample(zones)
+    step = max(1, math.ceil(max(zones.shape) / MAX_MAP_PIXELS))
+    shown = np.asarray(zones[::step, ::step])  # numpy, or dask (computes the sample only)
     left, bottom, right, top = grid.bounds
     with matplotlib.rc_context(_rc()):
         fig, ax = _figure(7.5, 6.5)
