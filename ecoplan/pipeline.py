@@ -59,7 +59,7 @@ from ecoplan.progress import STEPS, Progress, silent
 from ecoplan.proportions import N_CODES, proportions_table
 from ecoplan.refine import refine_zones
 from ecoplan.region import RegionConfig, load_region
-from ecoplan.report import ReportData, draw_figures, write_report
+from ecoplan.report import ReportData, write_report
 from ecoplan.rules import Crosswalk, Rules, load_crosswalk, load_rules
 from ecoplan.spill import hold, hold_and_compute
 from ecoplan.styles import vector_styles
@@ -467,35 +467,12 @@ def _run_region(
         staged_outputs(),
         GeoPackageWriter(gpkg_path) as gpkg,
         warnings.catch_warnings(),
-        # the report's figures are drawn, and the zone GeoTIFFs written (after the layers:
-        # GDAL's memory would stay under the polygons'), in the background; the pool is left
-        # before the outputs are committed or, on a failure, removed
-        ThreadPoolExecutor(2, thread_name_prefix="ecoplan-background") as background,
+        # the zone GeoTIFFs are written beside the report (after the layers: GDAL's memory
+        # would stay under the polygons'); the pool is left before the outputs are committed
+        # or, on a failure, removed
+        ThreadPoolExecutor(1, thread_name_prefix="ecoplan-geotiff") as background,
     ):
         warnings.simplefilter("ignore", RuntimeWarning)
-        # the report's maps and proportions chart need only the zones and the proportions:
-        # drawn in the background while the layers are traced and written (matplotlib is used
-        # by this thread alone until it is joined)
-        report = ReportData(
-            region_id=cfg.id,
-            name_en=cfg.region.name_en,
-            name_th=cfg.region.name_th,
-            grid=grid,
-            zones=zones,
-            proportions=table,
-            buffers=pd.DataFrame(),
-            conflicts=pd.DataFrame(),
-            metadata=pd.DataFrame(),
-            boundary=region.boundary,
-            proposed=plan.proposed,  # issue 4: the proposed plan, its proportions and changes
-            proportions_after=table.assign(
-                area_ha=table["area_ha_after"],
-                share=table["share_after"],
-                status=table["status_after"],
-            ),
-            zone_changes=plan.changes,
-        )
-        figures = background.submit(contextvars.copy_context().run, draw_figures, report)
 
         written: dict[str, list[pd.DataFrame]] = {}  # attributes of the layers written so far
 
@@ -590,14 +567,26 @@ def _run_region(
         add("run_metadata", metadata)
         gpkg.update_time = finished
         # --- report (issue 5, ecoplan.report) ---
-        report = replace(
-            report,
+        report = ReportData(
+            region_id=cfg.id,
+            name_en=cfg.region.name_en,
+            name_th=cfg.region.name_th,
+            grid=grid,
+            zones=zones,
+            proportions=table,
             buffers=buffer_table,
             conflicts=conflict_table,
             metadata=metadata,
+            boundary=region.boundary,
             plan_areas=plan_areas,
             warnings=notes,
-            figures=figures.result(),
+            proposed=plan.proposed,  # issue 4: the proposed plan, its proportions and changes
+            proportions_after=table.assign(
+                area_ha=table["area_ha_after"],
+                share=table["share_after"],
+                status=table["status_after"],
+            ),
+            zone_changes=plan.changes,
         )
         write_report(report_path, report)
         geotiffs.result()  # its error, if any, is the run's

@@ -17,7 +17,7 @@ import logging
 import math
 import warnings
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
@@ -28,15 +28,7 @@ import pandas as pd
 from ecoplan.grid import Grid
 from ecoplan.zones import LAND_ZONES, ZONE_BY_NAME, ZONES
 
-__all__ = [
-    "ReportData",
-    "ReportFigures",
-    "draw_figures",
-    "render_report",
-    "write_report",
-    "thai_font",
-    "THAI_FONTS",
-]
+__all__ = ["ReportData", "render_report", "write_report", "thai_font", "THAI_FONTS"]
 
 log = logging.getLogger(__name__)
 
@@ -87,43 +79,6 @@ class ReportData:
     proportions_after: pd.DataFrame | None = None
     zone_changes: pd.DataFrame | None = None
     accuracy: Mapping[str, float] | pd.DataFrame | None = None
-    # drawn ahead by draw_figures (e.g. in a thread while the layers are written), else drawn
-    # by render_report
-    figures: ReportFigures | None = None
-
-
-@dataclass(frozen=True)
-class ReportFigures:
-    """The report's maps and proportions chart, drawn (PNG, base64) by :func:`draw_figures`.
-
-    ``proposed_map`` is None when there is no proposed plan or it is today's zones.
-    """
-
-    zones_map: str
-    proposed_map: str | None
-    proportions: str
-
-
-def draw_figures(data: ReportData) -> ReportFigures:
-    """Draw what the report shows of the zones and the proportions: the map of the zones, of
-    the proposed plan, and the proportions chart. They need neither the layers nor the plan
-    areas, so a run draws them while it writes the layers; :func:`render_report` draws them
-    itself when ``data.figures`` is None. Uses matplotlib outside pyplot, but its settings are
-    global: draw one report's figures at a time."""
-    title_en = data.name_en or data.region_id
-    zones_map = _map_png(
-        data.zones,
-        data.grid,
-        data.boundary,
-        title=f"Zones today · เขตปัจจุบัน — {data.name_th or title_en}",
-    )
-    proposed_map = None
-    if data.proposed is not None and data.proposed is not data.zones:
-        proposed_map = _map_png(
-            data.proposed, data.grid, data.boundary, title="Proposed plan · ผังที่เสนอ"
-        )
-    chart = _proportions_png(data.proportions, data.proportions_after)
-    return ReportFigures(zones_map, proposed_map, chart)
 
 
 # --- fonts and figures ----------------------------------------------------------------------
@@ -415,7 +370,7 @@ def _proportions_section(data: ReportData) -> str:
     denom = data.proportions["denominator"].iloc[0] if "denominator" in data.proportions else ""
     out = [
         "<h2>Proportions and targets · สัดส่วนและเป้าหมาย</h2>",
-        _img(data.figures.proportions, "proportions chart"),
+        _img(_proportions_png(data.proportions, data.proportions_after), "proportions chart"),
         _table(rows, cols, nums={"area_ha": 0}),
         f"<p class='muted'>Shares are of the {_e(denom)}. สัดส่วนคิดจากพื้นที่ตามที่กำหนดในกฎ</p>",
     ]
@@ -439,8 +394,6 @@ def _proportions_section(data: ReportData) -> str:
 
 def render_report(data: ReportData) -> str:
     """The whole report as one HTML document (UTF-8 text, images embedded)."""
-    if data.figures is None:
-        data = replace(data, figures=draw_figures(data))
     md = data.metadata
     meta = dict(zip(md["key"], md["value"], strict=False)) if len(md) else {}
     title_en = data.name_en or data.region_id
@@ -457,7 +410,17 @@ def render_report(data: ReportData) -> str:
     ]
     # maps
     parts.append("<h2>Zones · เขตการใช้ประโยชน์ที่ดิน</h2>")
-    parts.append(_img(data.figures.zones_map, "map of zones"))
+    parts.append(
+        _img(
+            _map_png(
+                data.zones,
+                data.grid,
+                data.boundary,
+                title=f"Zones today · เขตปัจจุบัน — {data.name_th or title_en}",
+            ),
+            "map of zones",
+        )
+    )
     parts.append("<h2>Proposed plan · ผังที่เสนอ</h2>")
     if data.proposed is not None and data.proposed is data.zones:  # no second, identical map
         parts.append(
@@ -465,7 +428,12 @@ def render_report(data: ReportData) -> str:
             "above · ผังที่เสนอคือเขตปัจจุบัน (ไม่มีการเปลี่ยนเขต) ตามแผนที่ข้างบน</p>"
         )
     elif data.proposed is not None:
-        parts.append(_img(data.figures.proposed_map, "map of the proposed plan"))
+        parts.append(
+            _img(
+                _map_png(data.proposed, data.grid, data.boundary, title="Proposed plan · ผังที่เสนอ"),
+                "map of the proposed plan",
+            )
+        )
     if data.proposed is not None:
         if data.zone_changes is not None:
             parts.append("<h3>Zone changes · การเปลี่ยนแปลงเขต</h3>")

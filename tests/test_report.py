@@ -14,14 +14,7 @@ from rasterio.crs import CRS
 
 from ecoplan import report as report_mod
 from ecoplan.grid import Grid
-from ecoplan.report import (
-    ReportData,
-    ReportFigures,
-    draw_figures,
-    render_report,
-    thai_font,
-    write_report,
-)
+from ecoplan.report import ReportData, render_report, thai_font, write_report
 from ecoplan.rules import load_rules
 from ecoplan.zones import ZONES
 
@@ -152,24 +145,6 @@ def test_a_proposed_plan_that_is_todays_zones_is_not_mapped_twice():
     assert len(images(html)) == 3  # zones map, proportions chart, plans chart
     assert "map of the proposed plan" not in html and "no proposed plan" not in html
     assert "the proposed plan is today's zones" in html
-
-
-def test_figures_drawn_ahead_give_the_same_report():
-    # a run draws the maps and the proportions chart while it writes the layers
-    report = data(
-        proposed=np.where(ZONE_ARRAY == 2, 1, ZONE_ARRAY).astype(np.uint8),
-        proportions_after=proportions({"forest": 0.40, "agriculture": 0.48, "urban": 0.12}),
-    )
-    figures = draw_figures(report)
-    assert figures.proposed_map is not None
-    assert render_report(replace(report, figures=figures)) == render_report(report)
-
-
-def test_figures_given_are_the_ones_shown():
-    report = data()
-    figures = ReportFigures(zones_map="Wk9ORVM=", proposed_map=None, proportions="Q0hBUlQ=")
-    html = render_report(replace(report, figures=figures))
-    assert b"ZONES" in images(html) and b"CHART" in images(html)
 
 
 def test_accuracy_from_an_ml_step_is_shown():
