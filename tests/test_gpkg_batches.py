@@ -39,3 +39,22 @@ def test_a_layer_added_in_parts_reads_back_whole_in_order_beside_another(tmp_pat
         back = pyogrio.read_dataframe(path, layer=name)
         assert back["n"].tolist() == list(range(9))
     assert len(pyogrio.read_dataframe(path, layer="empty")) == 0
+
+
+def test_the_writer_leaves_gdals_sqlite_settings_as_they_were(tmp_path):
+    # SQLite does not sync the temporary file at each layer; the caller's setting comes back
+    squares = [shapely.box(i, 0, i + 0.5, 0.5) for i in range(3)]
+    gdf = gpd.GeoDataFrame({"n": [0, 1, 2]}, geometry=squares, crs="EPSG:32647")
+    before = pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS")
+    with GeoPackageWriter(tmp_path / "t.gpkg") as gpkg:
+        gpkg.add("squares", gdf)
+    assert pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS") == before
+    try:
+        with GeoPackageWriter(tmp_path / "u.gpkg") as gpkg:
+            gpkg.add("squares", gdf)
+            raise RuntimeError("a later step failed")
+    except RuntimeError:
+        pass
+    assert pyogrio.get_gdal_config_option("OGR_SQLITE_SYNCHRONOUS") == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["t.gpkg"]
+    assert pyogrio.read_dataframe(tmp_path / "t.gpkg", layer="squares")["n"].tolist() == [0, 1, 2]
