@@ -210,10 +210,10 @@ def _count_block(zones, halo, first: _FirstPass, *, k: int, r0: int, c0: int, wi
     taken = target > 0
     waits = present & ~taken
 
-    def where(mask):
-        rr, cc = np.nonzero(mask)
-        flat = (rr.astype(np.int64) + r0) * width + (cc.astype(np.int64) + c0)
-        return flat, core[rr, cc].astype(np.int64)
+    def where(mask):  # one scan of the mask (2-D nonzero is about twice as slow)
+        at = np.flatnonzero(mask)
+        rr, cc = np.divmod(at, core.shape[1])
+        return (rr + r0) * width + (cc + c0), core.ravel()[at].astype(np.int64)
 
     if waits.any():
         wait_mask = np.zeros(core.shape, bool)
