@@ -191,12 +191,54 @@ def _lookup(codes: np.ndarray, lut: np.ndarray, out: np.ndarray) -> None:
         flat_o[k] = lut[c] if 0 <= c < n else 0
 
 
-def lookup(codes: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """``lut[codes]`` where ``0 <= codes < len(lut)``, else 0 (uint8)."""
+@numba.njit(cache=True, nogil=True)
+def _lookup_inside(codes, inside, lut, out) -> None:
+    n = lut.shape[0]
+    flat_c = codes.ravel()
+    flat_i = inside.ravel()
+    flat_o = out.ravel()
+    for k in range(flat_c.shape[0]):
+        c = flat_c[k]
+        flat_o[k] = lut[c] if flat_i[k] > 0 and 0 <= c < n else 0
+
+
+def lookup(codes: np.ndarray, lut: np.ndarray, *, inside: np.ndarray | None = None) -> np.ndarray:
+    """``lut[codes]`` where ``0 <= codes < len(lut)`` (and ``inside > 0``, if given), else 0
+    (uint8)."""
     codes = np.ascontiguousarray(codes)
     out = np.empty(codes.shape, np.uint8)
-    _lookup(codes, np.ascontiguousarray(lut, dtype=np.uint8), out)
+    lut = np.ascontiguousarray(lut, dtype=np.uint8)
+    if inside is None:
+        _lookup(codes, lut, out)
+    else:
+        inside = np.ascontiguousarray(inside)
+        if inside.shape != codes.shape:
+            raise ValueError(f"inside {inside.shape} and codes {codes.shape} differ in shape")
+        _lookup_inside(codes, inside, lut, out)
     return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _count_codes(codes, inside, counts) -> None:
+    n = counts.shape[0]
+    flat_c = codes.ravel()
+    flat_i = inside.ravel()
+    for k in range(flat_c.shape[0]):
+        c = flat_c[k]
+        if flat_i[k] > 0 and 0 <= c < n:
+            counts[c] += 1
+
+
+def code_counts(codes: np.ndarray, inside: np.ndarray, *, n: int) -> np.ndarray:
+    """Pixel count (int64) of each code ``0 .. n - 1`` where ``inside > 0``, in one pass;
+    codes out of that range are not counted."""
+    codes = np.ascontiguousarray(codes)
+    inside = np.ascontiguousarray(inside)
+    if inside.shape != codes.shape:
+        raise ValueError(f"inside {inside.shape} and codes {codes.shape} differ in shape")
+    counts = np.zeros(n, np.int64)
+    _count_codes(codes, inside, counts)
+    return counts
 
 
 # --- connected components of equal values (one block) ------------------------------------------

@@ -53,6 +53,7 @@ from ecoplan.io import (
     read_vector,
     sha256_file,
 )
+from ecoplan.kernels import code_counts, lookup
 from ecoplan.plans import plans_for_region
 from ecoplan.polygons import vectorize
 from ecoplan.progress import STEPS, Progress, silent
@@ -631,8 +632,12 @@ CONFLICT_COLUMNS = [
 
 def _block_code_counts(codes: np.ndarray, units: np.ndarray) -> np.ndarray:
     """Pixel count of each class code 0-255 inside the units, as a (1, 1, 256) block."""
-    sel = codes[(units > 0) & (codes >= 0)]
-    return np.bincount(sel, minlength=256)[:256].reshape(1, 1, 256)
+    return code_counts(codes, units, n=256).reshape(1, 1, 256)
+
+
+def _block_zones(codes: np.ndarray, units: np.ndarray, *, lut: np.ndarray) -> np.ndarray:
+    """Zones of the class codes by ``lut`` inside the units, 0 outside (uint8)."""
+    return lookup(codes, lut, inside=units)
 
 
 def _classified(
@@ -649,7 +654,7 @@ def _classified(
     one_pass = np.dtype(region.landcover.dtype) == np.uint8
     if one_pass:
         lut = lookup_table(region.crosswalk, max_code=255)
-        zones = da.where(units > 0, classify(codes, lut), 0).astype(np.uint8)
+        zones = da.map_blocks(_block_zones, codes, units, lut=lut, dtype=np.uint8)
         counts = da.map_blocks(
             _block_code_counts,
             codes,

@@ -9,7 +9,13 @@ from hypothesis import strategies as st
 from hypothesis.extra.numpy import arrays
 from scipy import ndimage
 
-from ecoplan.kernels import distance_to_source, lookup, pair_column_counts, ring_numbers
+from ecoplan.kernels import (
+    code_counts,
+    distance_to_source,
+    lookup,
+    pair_column_counts,
+    ring_numbers,
+)
 
 
 def reference(source, p):
@@ -50,6 +56,28 @@ def test_lookup_equals_numpy_indexing_and_zeroes_out_of_range_codes():
     codes = rng.integers(-5, 120, (40, 50)).astype(np.int32)
     expected = np.where((codes >= 0) & (codes < 101), lut[np.clip(codes, 0, 100)], 0)
     np.testing.assert_array_equal(lookup(codes, lut), expected)
+
+
+@pytest.mark.parametrize("dtypes", [(np.uint8, np.uint8), (np.int32, np.int32), (np.int16, bool)])
+def test_lookup_inside_and_code_counts_equal_masking_then_indexing_and_bincount(dtypes):
+    code_type, inside_type = dtypes
+    rng = np.random.default_rng(1)
+    lut = rng.integers(0, 8, 101).astype(np.uint8)
+    codes = rng.integers(-5 if code_type != np.uint8 else 0, 120, (40, 50)).astype(code_type)
+    inside = rng.integers(0, 3, codes.shape).astype(inside_type)
+    valid = (codes >= 0) & (codes < 101)
+    expected = np.where(valid & (inside > 0), lut[np.clip(codes, 0, 100)], 0)
+    np.testing.assert_array_equal(lookup(codes, lut, inside=inside), expected)
+    # the same on a view that is not contiguous
+    np.testing.assert_array_equal(
+        lookup(codes[:, ::2], lut, inside=inside[:, ::2]), expected[:, ::2]
+    )
+    counted = codes[valid & (inside > 0)].astype(np.int64)
+    np.testing.assert_array_equal(
+        code_counts(codes, inside, n=101), np.bincount(counted, minlength=101)
+    )
+    with pytest.raises(ValueError, match="differ in shape"):
+        code_counts(codes, inside[:-1], n=101)
 
 
 @pytest.mark.parametrize(
