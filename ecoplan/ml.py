@@ -269,6 +269,12 @@ def _block_id(x: np.ndarray, y: np.ndarray, block_m: float) -> np.ndarray:
     return bx * 1_000_003 + by
 
 
+def _cell(inv, x: float, y: float) -> tuple[float, float]:
+    """(column, row), fractional, of the map point (x, y) by an inverse grid transform (the
+    arithmetic of affine's ``inv * (x, y)``, which affine 3 deprecates)."""
+    return x * inv.a + y * inv.b + inv.c, x * inv.d + y * inv.e + inv.f
+
+
 def training_samples(
     training: gpd.GeoDataFrame,
     imagery: Imagery,
@@ -317,8 +323,8 @@ def training_samples(
         r = c = None
         if geom.geom_type in ("Polygon", "MultiPolygon"):
             minx, miny, maxx, maxy = geom.bounds
-            c0, r0 = (int(math.floor(v)) for v in inv * (minx, maxy))
-            c1, r1 = (int(math.ceil(v)) for v in inv * (maxx, miny))
+            c0, r0 = (int(math.floor(v)) for v in _cell(inv, minx, maxy))
+            c1, r1 = (int(math.ceil(v)) for v in _cell(inv, maxx, miny))
             c0, r0 = max(c0, 0), max(r0, 0)
             c1, r1 = min(c1, g.width), min(r1, g.height)
             if c1 > c0 and r1 > r0:
@@ -334,8 +340,8 @@ def training_samples(
                 geom = pt
         if geom.geom_type in ("Point", "MultiPoint"):
             pts = [geom] if geom.geom_type == "Point" else list(geom.geoms)
-            r = np.array([int(math.floor((inv * (p.x, p.y))[1])) for p in pts])
-            c = np.array([int(math.floor((inv * (p.x, p.y))[0])) for p in pts])
+            r = np.array([int(math.floor(_cell(inv, p.x, p.y)[1])) for p in pts])
+            c = np.array([int(math.floor(_cell(inv, p.x, p.y)[0])) for p in pts])
         if r is None:
             continue
         if max_pixels_per_feature and len(r) > max_pixels_per_feature:
