@@ -32,7 +32,7 @@ from ecoplan import __version__
 from ecoplan.allocation import propose_plan
 from ecoplan.areas import pair_areas_m2
 from ecoplan.buffers import BufferResult, vector_buffer, zone_rings
-from ecoplan.classify import check_codes, classify, code_histogram, lookup_table
+from ecoplan.classify import check_codes, code_histogram, lookup_table
 from ecoplan.errors import InputError
 from ecoplan.export import (
     GeoPackageWriter,
@@ -676,7 +676,7 @@ def _classified(
     check_codes(hist, region.crosswalk, source=str(region.landcover.path))
     if not one_pass:
         lut = lookup_table(region.crosswalk, max_code=max(hist))
-        zones = da.where(units > 0, classify(codes, lut), 0).astype(np.uint8)
+        zones = da.map_blocks(_block_zones, codes, units, lut=lut, dtype=np.uint8)
         zones = hold(zones, budget_bytes=budget_bytes, folder=folder)
     return hist, zones
 
