@@ -34,6 +34,7 @@ from rasterio.enums import ColorInterp, Resampling
 
 from ecoplan.errors import OutputError
 from ecoplan.grid import Grid
+from ecoplan.overviews import build_overviews
 from ecoplan.styles import LayerStyle, category_names, zone_raster_qml
 from ecoplan.zones import NODATA, ZONES, colormap
 
@@ -448,12 +449,12 @@ def write_zone_raster(
                 dst.update_tags(**tags)
                 dst.update_tags(1, **{f"ZONE_{z.code}": f"{z.name} | {z.name_th}" for z in ZONES})
             # overviews by mode once, on the work file; the COG driver lays them out
+            # (without holding the GIL: the report is drawn meanwhile, see ecoplan.overviews)
             with (
                 rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"),  # same overviews, 2x faster on 2 cores
-                rasterio.open(work, "r+") as dst,
                 _no_palette_warning(),
             ):
-                dst.build_overviews(_overview_factors(grid.shape, 512), Resampling.mode)
+                build_overviews(work, _overview_factors(grid.shape, 512), Resampling.mode)
             for k, (tmp, (_, file_tags)) in enumerate(zip(tmps, targets, strict=True)):
                 if k:
                     with rasterio.open(work, "r+") as dst:
