@@ -2,7 +2,7 @@
 
 rasterio's ``build_overviews`` calls ``GDALBuildOverviews`` while it holds the GIL, so every
 other Python thread stops until the overviews are built: the report, drawn beside the zone
-rasters, waited about 1.5 s at 10 000² and ten times that at 30 000². :func:`build_overviews`
+rasters, stopped for the whole build (about 1.5 s at 10 000²). :func:`build_overviews`
 calls the same GDAL function through :mod:`ctypes`, which releases the GIL around a foreign
 call. The function is looked up through rasterio's own extension module, so it is the GDAL
 library rasterio links: its registered drivers, its configuration (``rasterio.Env``, read in
@@ -31,7 +31,7 @@ _CE_FAILURE = 3  # CPLErr: CE_None 0, CE_Debug 1, CE_Warning 2, CE_Failure 3, CE
 
 @lru_cache(maxsize=1)
 def _gdal() -> SimpleNamespace | None:
-    """The four GDAL functions needed, from the library rasterio links, or None."""
+    """The GDAL functions needed, from the library rasterio links, or None."""
     try:
         import rasterio._io as linked
 
