@@ -198,8 +198,9 @@ _PYOGRIO_ERRORS = (
 )
 
 
-def _write_error(path: Path, layer: str, err: Exception) -> OSError:
-    """An OSError for a failed GDAL write; ENOSPC when the disk is (nearly) full."""
+def _write_error(path: Path, what: str, err: Exception) -> OSError:
+    """An OSError for a failed GDAL write of ``what`` (e.g. ``layer zones``); ENOSPC when the
+    disk is (nearly) full."""
     text = str(err)
     try:
         free = shutil.disk_usage(path.parent).free
@@ -208,7 +209,7 @@ def _write_error(path: Path, layer: str, err: Exception) -> OSError:
     full = (
         "No space left" in text or "disk is full" in text or (free is not None and free < 1 << 20)
     )
-    return OSError(errno.ENOSPC if full else errno.EIO, f"layer {layer}: {text}")
+    return OSError(errno.ENOSPC if full else errno.EIO, f"{what}: {text}")
 
 
 class GeoPackageWriter:
@@ -263,7 +264,7 @@ class GeoPackageWriter:
             try:
                 pyogrio.write_dataframe(part, tmp, **kwargs)
             except _PYOGRIO_ERRORS as err:
-                raise _write_error(tmp, name, err) from err
+                raise _write_error(tmp, f"layer {name}", err) from err
         if new_layer:
             self.layers.append(name)
         if style is not None:
@@ -282,7 +283,7 @@ class GeoPackageWriter:
                 layer_options={"FID": "id", "IDENTIFIER": "layer_styles"},
             )
         except _PYOGRIO_ERRORS as err:
-            raise _write_error(tmp, "layer_styles", err) from err
+            raise _write_error(tmp, "layer layer_styles", err) from err
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if exc_type is None:
@@ -454,7 +455,10 @@ def write_zone_raster(
                 rasterio.Env(GDAL_NUM_THREADS="ALL_CPUS"),  # same overviews, 2x faster on 2 cores
                 _no_palette_warning(),
             ):
-                build_overviews(work, _overview_factors(grid.shape, 512), Resampling.mode)
+                try:
+                    build_overviews(work, _overview_factors(grid.shape, 512), Resampling.mode)
+                except OSError as err:  # e.g. the disk filled up: said as for the other writes
+                    raise _write_error(work, "overviews", err) from err
             for k, (tmp, (_, file_tags)) in enumerate(zip(tmps, targets, strict=True)):
                 if k:
                     with rasterio.open(work, "r+") as dst:

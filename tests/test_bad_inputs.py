@@ -850,6 +850,25 @@ def test_disk_full_while_writing_the_raster_is_refused(region_yaml, tmp_path, mo
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
+def test_disk_full_while_building_the_overviews_is_refused(region_yaml, tmp_path, monkeypatch):
+    """Simulated: GDAL fails to write the zone raster's overviews for lack of space (as
+    ecoplan.overviews reports it). One line, and the previous outputs stay as they were."""
+    import ecoplan.export
+
+    def no_space(path, *args, **kwargs):
+        raise OSError(f"{path}: overviews could not be built: No space left on device")
+
+    out = tmp_path / "out"
+    assert_handled(run_cli(region_yaml, out))
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    monkeypatch.setattr(ecoplan.export, "build_overviews", no_space)
+    r = run_cli(region_yaml, out, "--overwrite").result
+    assert r.exit_code == 2, r.stderr
+    assert r.stderr.startswith("error: ") and "disk full" in r.stderr
+    assert "tiny_zones.tif" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_disk_full_on_a_real_tiny_file_system_is_refused(region_yaml, tmp_path):
     """A 40 KiB tmpfs: the zone raster fits, the GeoPackage does not."""
     mnt = tmp_path / "full"
