@@ -440,37 +440,89 @@ def window_sum(values: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray
 
 
 @numba.njit(cache=True, nogil=True)
-def _dense(zones, packed_lut, lo, hi, pad, threshold, out):
+def _add_box_row(box, pre, ii, pad, box_lo, box_hi, sign):
+    # box += sign * (row ii's packed counts in columns box_lo..box_hi around each column)
+    w = box.shape[0]
+    ra = pre[ii, pad + box_lo : pad + box_lo + w]
+    rb = pre[ii, pad + box_hi + 1 : pad + box_hi + 1 + w]
+    if sign > 0:
+        for j in range(w):
+            box[j] += rb[j] - ra[j]
+    else:
+        for j in range(w):
+            box[j] -= rb[j] - ra[j]
+
+
+@numba.njit(cache=True, nogil=True)
+def _dense(zones, packed_lut, lo, hi, pad, threshold, box_lo, box_hi, outside, out):
+    # (slices, not computed 2-D indices, in the inner loops: numba then vectorises them)
     h, w = zones.shape
     pre = np.empty((h, w + 1 + 2 * pad), np.uint32)
     for i in range(h):
-        for k in range(pad + 1):
-            pre[i, k] = 0
+        pre[i, : pad + 1] = 0
+        zr = zones[i]
+        dst = pre[i, pad + 1 : pad + 1 + w]
         s = np.uint32(0)
         for j in range(w):
-            s += packed_lut[zones[i, j]]
-            pre[i, pad + j + 1] = s
-        for k in range(pad + w + 1, pre.shape[1]):
-            pre[i, k] = s
+            s += packed_lut[zr[j]]
+            dst[j] = s
+        pre[i, pad + w + 1 :] = s
+    n_rows = lo.shape[0]
+    r = n_rows // 2
+    prune = outside >= 0
+    # packed counts in the kernel's bounding box (all its rows, columns box_lo..box_hi), kept
+    # for the current row by adding the row entering the box and removing the one leaving it
+    box = np.zeros(w, np.uint32)
+    if prune:
+        for ii in range(0, min(h, n_rows - r)):
+            _add_box_row(box, pre, ii, pad, box_lo, box_hi, 1)
     acc = np.empty(w, np.uint32)
-    r = lo.shape[0] // 2
     for i in range(h):
-        acc[:] = 0
-        for d in range(lo.shape[0]):
+        zr = zones[i]
+        j0, j1 = 0, w - 1
+        if prune:
+            if i > 0:
+                if i + n_rows - 1 - r < h:
+                    _add_box_row(box, pre, i + n_rows - 1 - r, pad, box_lo, box_hi, 1)
+                if i - 1 - r >= 0:
+                    _add_box_row(box, pre, i - 1 - r, pad, box_lo, box_hi, -1)
+            # the window holds at most the box's built-up pixels and at least its mapped pixels
+            # less the box's pixels outside the window (and the mapped centre): a pixel whose
+            # bound is short of the threshold by a whole pixel cannot be dense
+            out[i, :] = 0
+            maybe = False
+            for j in range(w):
+                least = max(np.int64(box[j] & np.uint32(0xFFFF)) - outside, 1)
+                maybe |= np.float64(box[j] >> np.uint32(16)) + 1.0 >= threshold * least
+            if not maybe:
+                continue
+            j0, j1 = w, -1
+            for j in range(w):
+                least = max(np.int64(box[j] & np.uint32(0xFFFF)) - outside, 1)
+                if zr[j] != 0 and np.float64(box[j] >> np.uint32(16)) + 1.0 >= threshold * least:
+                    if j0 == w:
+                        j0 = j
+                    j1 = j
+            if j1 < 0:
+                continue
+        n = j1 + 1 - j0
+        part = acc[j0 : j1 + 1]
+        part[:] = 0
+        for d in range(n_rows):
             ii = i + d - r
             if lo[d] > hi[d] or ii < 0 or ii >= h:
                 continue
-            row = pre[ii]
-            ra = row[pad + lo[d] : pad + lo[d] + w]
-            rb = row[pad + hi[d] + 1 : pad + hi[d] + 1 + w]
-            for j in range(w):
-                acc[j] += rb[j] - ra[j]
-        for j in range(w):
-            if zones[i, j] == 0:
-                out[i, j] = 0
+            ra = pre[ii, pad + lo[d] + j0 : pad + lo[d] + j0 + n]
+            rb = pre[ii, pad + hi[d] + 1 + j0 : pad + hi[d] + 1 + j0 + n]
+            for j in range(n):
+                part[j] += rb[j] - ra[j]
+        for j in range(n):
+            if zr[j0 + j] == 0:
+                out[i, j0 + j] = 0
             else:
-                share = np.float64(acc[j] >> np.uint32(16)) / np.float64(acc[j] & np.uint32(0xFFFF))
-                out[i, j] = 1 if share >= threshold else 0
+                a = part[j]
+                share = np.float64(a >> np.uint32(16)) / np.float64(a & np.uint32(0xFFFF))
+                out[i, j0 + j] = 1 if share >= threshold else 0
 
 
 def dense_share(
@@ -482,6 +534,10 @@ def dense_share(
     (256 entries). The window is given by row runs as for :func:`window_sum`; both counts are
     packed into one uint32 (mapped in the low, built-up in the high 16 bits), so the window
     must hold fewer than 2**16 pixels. The share is the same float64 division as numpy's.
+
+    Most pixels are far from any town: the counts in the window's bounding box (two additions a
+    pixel, kept row by row) bound the share from above, and the window itself is summed only
+    over the part of each row where that bound reaches the threshold.
     """
     zones = np.ascontiguousarray(zones, dtype=np.uint8)
     lo = np.asarray(lo, np.int64)
@@ -491,7 +547,13 @@ def dense_share(
     # per zone code: 1 (mapped) + 2**16 (built-up); 0 for code 0 (not mapped)
     packed = (np.arange(256) != 0).astype(np.uint32) + (np.asarray(built, np.uint32) << 16)
     packed[0] = 0
-    _dense(zones, packed, lo, hi, pad, float(threshold), out)
+    rows = lo <= hi
+    box_lo = int(lo[rows].min(initial=0))
+    box_hi = int(hi[rows].max(initial=-1))
+    n_box = len(lo) * max(box_hi - box_lo + 1, 0)
+    # the bound needs the box's counts packed like the window's (each below 2**16)
+    outside = n_box - int((hi - lo + 1)[rows].sum()) if 0 < n_box < 2**16 else -1
+    _dense(zones, packed, lo, hi, pad, float(threshold), box_lo, box_hi, outside, out)
     return out
 
 

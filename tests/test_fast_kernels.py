@@ -80,6 +80,43 @@ def test_dense_share_equals_the_float_share_threshold(radius):
         assert np.array_equal(dense_share(z, built, *kernel_runs(k), thr), expected)
 
 
+def town_map(seed):
+    """Mostly farmland with a few dense towns, scattered built-up specks and unmapped margins."""
+    rng = np.random.default_rng(seed)
+    z = np.full((240, 260), 2, np.uint8)
+    yy, xx = np.mgrid[:240, :260]
+    for cy, cx, r in [(60, 70, 25), (170, 200, 14), (200, 40, 6)]:
+        town = (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+        z[town & (rng.random(z.shape) < 0.8)] = 254
+    z[rng.random(z.shape) < 0.01] = 254
+    z[:, :9] = 0  # outside the region
+    z[100:130, 120:150] = 0
+    return z
+
+
+@pytest.mark.parametrize("window", ["circle", "square"])
+@pytest.mark.parametrize("radius", [3, 9, 20])
+def test_dense_share_skips_no_dense_pixel_far_from_towns(window, radius):
+    # the bounding-box bound prunes most rows here; the result must stay exact
+    z = town_map(radius)
+    built = np.zeros(256, np.uint8)
+    built[254] = 1
+    k = window_kernel(radius * 10.0, 10.0, shape=window)
+    valid = z != 0
+    nv = reference_window(valid, k)
+    nb = reference_window((z == 254) & valid, k)
+    n_dense = {}
+    for thr in (0.0, 0.05, 0.25, 0.5, 0.5 * (1 - 1e-9), 0.8, 1.0):
+        with np.errstate(invalid="ignore", divide="ignore"):
+            expected = (nb / nv >= thr) & valid
+        got = dense_share(z, built, *kernel_runs(k), thr)
+        assert np.array_equal(got, expected), (thr, int((got != expected).sum()))
+        n_dense[thr] = int(expected.sum())
+    # the towns are dense at one half, the farmland is not
+    assert 0 < n_dense[0.5] < valid.sum() // 4
+    assert n_dense[0.0] == valid.sum()
+
+
 def reference_touch(small, zones, connectivity):
     h, w = zones.shape[0] - 2, zones.shape[1] - 2
     offs = [(-1, 0), (1, 0), (0, -1), (0, 1)]
