@@ -219,6 +219,31 @@ def lookup(codes: np.ndarray, lut: np.ndarray, *, inside: np.ndarray | None = No
 
 
 @numba.njit(cache=True, nogil=True)
+def _pair_lookup(a, b, table, out) -> None:
+    n_a, n_b = table.shape
+    flat_a = a.ravel()
+    flat_b = b.ravel()
+    flat_o = out.ravel()
+    for k in range(flat_a.shape[0]):
+        x, y = flat_a[k], flat_b[k]
+        flat_o[k] = table[x, y] if 0 <= x < n_a and 0 <= y < n_b else 0
+
+
+def pair_lookup(a: np.ndarray, b: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[a, b]`` where both are within the table, else 0 (the table's dtype): a code for
+    each pair of classes (ring and zone, say) in one pass, without the pair's intermediate
+    arrays."""
+    a = np.ascontiguousarray(a)
+    b = np.ascontiguousarray(b)
+    if a.shape != b.shape:
+        raise ValueError(f"a {a.shape} and b {b.shape} differ in shape")
+    table = np.ascontiguousarray(table)
+    out = np.empty(a.shape, table.dtype)
+    _pair_lookup(a, b, table, out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
 def _count_codes(codes, inside, counts) -> None:
     n = counts.shape[0]
     flat_c = codes.ravel()

@@ -53,7 +53,7 @@ from ecoplan.io import (
     read_vector,
     sha256_file,
 )
-from ecoplan.kernels import code_counts, lookup
+from ecoplan.kernels import code_counts, lookup, pair_lookup
 from ecoplan.plans import plans_for_region
 from ecoplan.polygons import vectorize
 from ecoplan.progress import STEPS, Progress, silent
@@ -806,11 +806,13 @@ def _buffer_conflicts(b: BufferResult, zones: da.Array, rc: np.ndarray, grid: Gr
     # blocks of it at a time)
     top = (len(rule.rings) + 1) * N_CODES
     dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.int32
-    conflict = da.where(
-        (rings > 0) & da.isin(zones, restricted),
-        rings.astype(dtype) * dtype(N_CODES) + zones.astype(dtype),
-        0,
-    ).astype(dtype)
+    # ring * N_CODES + zone for a restricted zone inside a ring, else 0: one table, one pass
+    table = np.zeros((len(rule.rings) + 1, N_CODES), dtype)
+    for k in range(1, len(rule.rings) + 1):
+        table[k, restricted] = k * N_CODES + np.asarray(restricted)
+    conflict = da.map_blocks(
+        pair_lookup, rings.rechunk(zones.chunks), zones, table=table, dtype=dtype
+    )
     cp = vectorize(conflict, grid)
     rows = []
     for value, geom in zip(cp["value"], cp.geometry, strict=True):

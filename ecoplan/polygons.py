@@ -19,6 +19,8 @@ import geopandas as gpd
 import numpy as np
 import shapely
 from affine import Affine
+from dask.delayed import Delayed
+from dask.highlevelgraph import HighLevelGraph
 
 from ecoplan import _trace
 from ecoplan.grid import Grid
@@ -126,36 +128,52 @@ def _dask_blocks(
     """The traced blocks of a dask array: one task a block of at least ``block_size`` cells a
     side made of whole computing chunks, its one-cell halo cut straight from the neighbouring
     chunks (no rechunk, no overlap graph: a block's task reads at most 16 chunks)."""
-    v_chunks = values.to_delayed()
-    m_chunks = None if mask is None else mask.to_delayed()
+    # the tasks are written straight into the graph, with the chunks' keys as arguments:
+    # calling a dask.delayed function on the chunks' Delayed objects merged their graphs once
+    # a task, 0.3 s of the main thread's time for 25 blocks of a 100-chunk array
+    v_keys = _key_grid(values)
+    m_keys = None if mask is None else _key_grid(mask)
     starts = [np.cumsum((0, *c)) for c in values.chunks]
     groups = [_chunk_groups(c, block_size) for c in values.chunks]
     n_rows, n_cols = (len(c) for c in values.chunks)
-    trace = dask.delayed(_trace_window, pure=True)
-    tasks = []
+    name = "trace-" + dask.base.tokenize(values, mask, block_size, origin)
+    graph, keys = {}, []
     for i0, i1 in groups[0]:
         ia, ib = max(i0 - 1, 0), min(i1 + 1, n_rows)  # the chunk rows the haloed block needs
         for j0, j1 in groups[1]:
             ja, jb = max(j0 - 1, 0), min(j1 + 1, n_cols)
-            window = (
+            window = [
                 int(starts[0][i0]),
                 int(starts[0][i1]),
                 int(starts[1][j0]),
                 int(starts[1][j1]),
+            ]
+            key = (name, len(keys))
+            graph[key] = (
+                _trace_window,
+                v_keys[ia:ib, ja:jb].tolist(),
+                None if m_keys is None else m_keys[ia:ib, ja:jb].tolist(),
+                int(starts[0][ia]),
+                int(starts[1][ja]),
+                window,
+                list(origin),
             )
-            tasks.append(
-                trace(
-                    v_chunks[ia:ib, ja:jb].tolist(),
-                    None if m_chunks is None else m_chunks[ia:ib, ja:jb].tolist(),
-                    int(starts[0][ia]),
-                    int(starts[1][ja]),
-                    window,
-                    origin,
-                )
-            )
-    flat = list(dask.compute(*tasks))
+            keys.append(key)
+    deps = [values] if mask is None else [values, mask]
+    hlg = HighLevelGraph.from_collections(name, graph, dependencies=deps)
+    flat = list(dask.compute(*(Delayed(k, hlg, layer=name) for k in keys)))
     nc = len(groups[1])
     return [flat[k : k + nc] for k in range(0, len(flat), nc)]
+
+
+def _key_grid(array: da.Array) -> np.ndarray:
+    """The keys of a 2-D dask array's chunks, as an object array of (name, i, j) tuples."""
+    keys = array.__dask_keys__()
+    grid = np.empty((len(keys), len(keys[0]) if keys else 0), dtype=object)
+    for i, row in enumerate(keys):
+        for j, key in enumerate(row):
+            grid[i, j] = key
+    return grid
 
 
 def _regions(blocks: list[list[_Block]]) -> tuple[np.ndarray, np.ndarray, list]:

@@ -14,7 +14,15 @@ from test_components import reference as scipy_labels
 from ecoplan.classify import block_histogram
 from ecoplan.grid import Grid
 from ecoplan.io import NO_CODE, codes_on_grid, open_raster, source_pixels
-from ecoplan.kernels import dense_share, kernel_runs, label_equal, lookup, touch_rows, window_sum
+from ecoplan.kernels import (
+    dense_share,
+    kernel_runs,
+    label_equal,
+    lookup,
+    pair_lookup,
+    touch_rows,
+    window_sum,
+)
 from ecoplan.settlement import window_kernel
 from ecoplan.spill import hold
 
@@ -78,6 +86,21 @@ def test_dense_share_equals_the_float_share_threshold(radius):
         with np.errstate(invalid="ignore", divide="ignore"):
             expected = (nb / nv >= thr) & valid
         assert np.array_equal(dense_share(z, built, *kernel_runs(k), thr), expected)
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.int32])
+def test_pair_lookup_equals_numpy_indexing_and_gives_0_outside_the_table(dtype):
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 6, (37, 41)).astype(np.uint8)  # 4 and 5 are beyond the table
+    b = rng.integers(0, 256, (37, 41)).astype(np.uint8)
+    table = rng.integers(1, 200, (4, 250)).astype(dtype)  # 250..255 are beyond it too
+    inside = (a < 4) & (b < 250)
+    expected = np.where(inside, table[np.minimum(a, 3), np.minimum(b, 249)], 0)
+    got = pair_lookup(a, b, table)
+    assert got.dtype == dtype
+    assert np.array_equal(got, expected)
+    with pytest.raises(ValueError, match="differ in shape"):
+        pair_lookup(a, b[:-1], table)
 
 
 def town_map(seed):
