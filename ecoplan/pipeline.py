@@ -477,27 +477,29 @@ def _run_region(
 
         written: dict[str, list[pd.DataFrame]] = {}  # attributes of the layers written so far
 
-        def add(name: str, layer: pd.DataFrame) -> None:
-            """Write a layer, or one more part of it; its style covers all its parts."""
-            styled = layer
-            if isinstance(layer, gpd.GeoDataFrame):
-                parts = written.setdefault(name, [])
-                parts.append(pd.DataFrame(layer.drop(columns=layer.geometry.name)))
-                attributes = pd.concat(parts, ignore_index=True)
-                styled = gpd.GeoDataFrame(attributes, geometry=[None] * len(attributes))
-            style = vector_styles(
-                {name: styled},
-                plan_rules=region.rules.plans,
-                buffer_rules=region.rules.buffers,
-            )
-            gpkg.add(name, layer, style=style.get(name))
+        def add(name: str, layer: pd.DataFrame, *, also: tuple[str, ...] = ()) -> None:
+            """Write a layer, or one more part of it, and the same rows to the ``also``
+            layers; a layer's style covers all its parts."""
+            styles = {}
+            for n in (name, *also):
+                styled = layer
+                if isinstance(layer, gpd.GeoDataFrame):
+                    parts = written.setdefault(n, [])
+                    parts.append(pd.DataFrame(layer.drop(columns=layer.geometry.name)))
+                    attributes = pd.concat(parts, ignore_index=True)
+                    styled = gpd.GeoDataFrame(attributes, geometry=[None] * len(attributes))
+                styles[n] = vector_styles(
+                    {n: styled},
+                    plan_rules=region.rules.plans,
+                    buffer_rules=region.rules.buffers,
+                ).get(n)
+            gpkg.add(name, layer, style=styles[name], also={n: styles[n] for n in also})
             return_freed_memory()
 
         # zones, and (issue 4) the proposed plan, written a unit at a time
         for part in _zone_layer_parts(zones, region, plan.area_m2_before):
-            add("zones", part)
-            if plan.result is None:  # the proposed plan is today's zones
-                add("proposed_zones", part)
+            # without a proposed plan it is today's zones: the same rows, encoded once
+            add("zones", part, also=("proposed_zones",) if plan.result is None else ())
         if plan.result is not None:
             for part in _zone_layer_parts(plan.proposed, region, plan.area_m2_after):
                 add("proposed_zones", part)
