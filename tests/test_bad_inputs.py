@@ -861,7 +861,7 @@ def test_disk_full_while_building_the_overviews_is_refused(region_yaml, tmp_path
     out = tmp_path / "out"
     assert_handled(run_cli(region_yaml, out))
     before = {p.name: p.read_bytes() for p in out.iterdir()}
-    monkeypatch.setattr(ecoplan.export, "build_overviews", no_space)
+    monkeypatch.setattr(ecoplan.export, "build_mode_overviews", no_space)
     r = run_cli(region_yaml, out, "--overwrite").result
     assert r.exit_code == 2, r.stderr
     assert r.stderr.startswith("error: ") and "disk full" in r.stderr
