@@ -14,6 +14,7 @@ not possible (a platform whose loader does not search a module's dependencies), 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 from functools import lru_cache
@@ -126,22 +127,32 @@ def build_overviews(
 
 @ensure_env  # drivers registered, as rasterio.open would; the caller's Env when there is one
 def _build(api: SimpleNamespace, path, factors: list[int], resampling: Resampling) -> None:
+    with _updating(api, path) as handle:
+        _add_levels(api, handle, path, factors, resampling.name.upper().encode("ascii"))
+
+
+@contextlib.contextmanager
+def _updating(api: SimpleNamespace, path):
+    """The dataset at ``path`` opened for update by GDAL; closed after, which flushes it (a
+    failure there is read from GDAL's error state)."""
     api.reset()
     flags = _OF_UPDATE | _OF_RASTER | _OF_VERBOSE_ERROR
     handle = api.open(os.fsencode(path), flags, None, None, None)
     if not handle:
         raise OSError(f"{path}: cannot be opened for update: {_message(api)}")
     try:
-        levels = (ctypes.c_int * len(factors))(*factors)
-        method = resampling.name.upper().encode("ascii")
-        failed = api.build(handle, method, len(factors), levels, 0, None, None, None)
-        if failed >= _CE_FAILURE:
-            raise OSError(f"{path}: overviews could not be built: {_message(api)}")
+        yield handle
     finally:
         api.reset()
-        api.close(handle)  # flushes the file: a failure there is read below
+        api.close(handle)
     if api.error_type() >= _CE_FAILURE:
         raise OSError(f"{path}: overviews could not be written: {_message(api)}")
+
+
+def _add_levels(api: SimpleNamespace, handle, path, factors: list[int], method: bytes) -> None:
+    levels = (ctypes.c_int * len(factors))(*factors)
+    if api.build(handle, method, len(factors), levels, 0, None, None, None) >= _CE_FAILURE:
+        raise OSError(f"{path}: overviews could not be built: {_message(api)}")
 
 
 def _message(api: SimpleNamespace) -> str:
@@ -258,27 +269,14 @@ def build_mode_overviews(path: str | Path, factors: list[int], *, nodata: int) -
 
 @ensure_env
 def _fill_mode(api: SimpleNamespace, path, factors: list[int], nodata: int) -> None:
-    api.reset()
-    flags = _OF_UPDATE | _OF_RASTER | _OF_VERBOSE_ERROR
-    handle = api.open(os.fsencode(path), flags, None, None, None)
-    if not handle:
-        raise OSError(f"{path}: cannot be opened for update: {_message(api)}")
-    try:
-        levels = (ctypes.c_int * len(factors))(*factors)
-        # the levels allocated, not computed ("NONE"): they are filled below
-        if api.build(handle, b"NONE", len(factors), levels, 0, None, None, None) >= _CE_FAILURE:
-            raise OSError(f"{path}: overviews could not be built: {_message(api)}")
+    with _updating(api, path) as handle:
+        _add_levels(api, handle, path, factors, b"NONE")  # allocated, not computed
         band = api.band(handle, 1)
         below = band
         for k in range(api.overview_count(band)):
             level = api.overview(band, k)
             _fill_level(api, path, below, level, nodata)
             below = level
-    finally:
-        api.reset()
-        api.close(handle)  # flushes the file: a failure there is read below
-    if api.error_type() >= _CE_FAILURE:
-        raise OSError(f"{path}: overviews could not be written: {_message(api)}")
 
 
 def _fill_level(api: SimpleNamespace, path, below, level, nodata: int) -> None:
