@@ -23,6 +23,8 @@ from __future__ import annotations
 import numba
 import numpy as np
 
+from ecoplan.kernels import _label_runs
+
 # the four cells around vertex (x, y): 0 NW, 1 NE, 2 SW, 3 SE (row, column offsets)
 _QR = np.array([-1, -1, 0, 0], np.int64)
 _QC = np.array([-1, 0, -1, 0], np.int64)
@@ -60,50 +62,13 @@ def label_block(vals, msk):
     """
     hh, ww = vals.shape
     labels = np.full((hh, ww), -1, np.int32)
-    parent = np.empty((hh - 2) * (ww - 2) + 1, np.int32)
-    n = 0
-    for r in range(1, hh - 1):
-        for c in range(1, ww - 1):
-            if not msk[r, c]:
-                continue
-            v = vals[r, c]
-            up = labels[r - 1, c] if (r > 1 and msk[r - 1, c] and vals[r - 1, c] == v) else -1
-            left = labels[r, c - 1] if (c > 1 and msk[r, c - 1] and vals[r, c - 1] == v) else -1
-            if up < 0 and left < 0:
-                parent[n] = n
-                labels[r, c] = n
-                n += 1
-            elif left < 0:
-                labels[r, c] = up
-            elif up < 0 or up == left:
-                labels[r, c] = left
-            else:
-                a = _find(parent, up)
-                b = _find(parent, left)
-                if a < b:
-                    parent[b] = a
-                    labels[r, c] = a
-                else:
-                    parent[a] = b
-                    labels[r, c] = b
-    # consecutive final labels in order of first appearance (roots are the smallest index)
-    final = np.empty(n, np.int32)
-    count = 0
-    for i in range(n):
-        root = _find(parent, i)
-        if root == i:
-            final[i] = count
-            count += 1
-        else:
-            final[i] = final[root]
+    inner = vals[1:-1, 1:-1]
+    _, first = _label_runs(inner, msk[1:-1, 1:-1], True, False, labels[1:-1, 1:-1], -1)
+    count = first.shape[0]
     value = np.empty(count, np.int64)
-    for r in range(1, hh - 1):
-        for c in range(1, ww - 1):
-            lab = labels[r, c]
-            if lab >= 0:
-                lab = final[lab]
-                labels[r, c] = lab
-                value[lab] = vals[r, c]
+    w = ww - 2
+    for lab in range(count):
+        value[lab] = inner[first[lab] // w, first[lab] % w]
     crosses = np.zeros(count, np.bool_)
     for c in range(1, ww - 1):
         for rh, ri in ((0, 1), (hh - 1, hh - 2)):

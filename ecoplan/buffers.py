@@ -22,7 +22,7 @@ import shapely
 
 from ecoplan.grid import Grid
 from ecoplan.io import rasterize_on_grid
-from ecoplan.kernels import distance_to_source, ring_numbers
+from ecoplan.kernels import distance_to_source, lookup, ring_numbers
 from ecoplan.rules import BufferRule
 from ecoplan.zones import NODATA, zone_code
 
@@ -78,23 +78,23 @@ def _zone_rings_block(
 ) -> np.ndarray:
     """:func:`ring_block` of :func:`distance_block` on the cells the rule's side covers, by the
     transform limited to the rule's distance (:func:`ecoplan.kernels.ring_numbers`)."""
-    if zones.dtype == np.uint8:
-        is_source = np.zeros(256, np.bool_)
-        is_source[list(source_codes)] = True
-        source = is_source[zones]
+    if zones.dtype == np.uint8:  # two table lookups (numba)
+        is_source = np.zeros(256, np.uint8)
+        is_source[list(source_codes)] = 1
+        source = lookup(zones, is_source).view(np.bool_)
+        # mapped cells that are not source
+        other = lookup(zones, (1 - is_source) * (np.arange(256) != NODATA)).view(np.bool_)
     else:
         source = np.isin(zones, source_codes)
-    inside_region = zones != NODATA
+        other = ~source & (zones != NODATA)
     # ring_block's bounds: a relative tolerance keeps a centre exactly on an edge inside
     lower = np.array([inner * (1 + 1e-9) for inner, _ in rings])
     upper = np.array([outer * (1 + 1e-9) for _, outer in rings])
     out = np.zeros(zones.shape, dtype=np.uint8)
     if side in ("outside", "both"):
-        targets = ~source & inside_region
-        ring_numbers(source, targets, lower=lower, upper=upper, pixel_size_m=pixel_size_m, out=out)
+        ring_numbers(source, other, lower=lower, upper=upper, pixel_size_m=pixel_size_m, out=out)
     if side in ("inside", "both"):
         # distance from a source cell to the nearest mapped cell that is not source
-        other = inside_region & ~source
         ring_numbers(other, source, lower=lower, upper=upper, pixel_size_m=pixel_size_m, out=out)
     return out
 

@@ -3,7 +3,9 @@
 - :func:`distance_to_source` — exact Euclidean distance transform (Felzenszwalb & Huttenlocher
   2012, "Distance transforms of sampled functions"): two separable passes, O(n) per pixel, on the
   squared distance. Same values as ``scipy.ndimage.distance_transform_edt(~source, sampling=p)``.
-- :func:`ring_numbers` — the same transform limited to the buffer distance, giving ring numbers.
+- :func:`ring_numbers` — ring numbers of the cells within the buffer distances, without the
+  distances: the nearest source in each column, then, row by row, the cells each reaches.
+- :func:`label_equal` — patches of equal values (union-find over the runs of each row).
 - :func:`lookup` — class-code lookup table applied in one pass.
 """
 
@@ -112,33 +114,89 @@ def distance_to_source(source: np.ndarray, *, pixel_size_m: float) -> np.ndarray
 
 
 @numba.njit(cache=True, nogil=True)
-def _ring_row_pass(g, cap, targets, lo, hi, pixel_size_m, out):
-    # _row_pass restricted to squared distances <= cap, then ring numbers on target cells: a
-    # parabola with g > cap cannot give a distance <= cap, so leaving it out changes no distance
-    # within the rings; the distance of a cell is computed as distance_to_source does
-    h, w = g.shape
-    v = np.empty(w, np.int64)
-    z = np.empty(w + 1, np.float64)
-    n_rings = lo.shape[0]
+def _column_cells(source: np.ndarray, beyond: int, out: np.ndarray) -> None:
+    # distance, in cells, to the nearest source cell in the same column, ``beyond`` where that
+    # is more than ``beyond - 1``; swept a row at a time (down, then up), in memory order
+    h, w = source.shape
+    last = np.full(w, -beyond - 1, np.int64)
     for i in range(h):
-        f = g[i]
-        k = _envelope(f, cap, v, z)
-        if k < 0:
+        for j in range(w):
+            if source[i, j]:
+                last[j] = i
+            out[i, j] = min(i - last[j], beyond)
+    last[:] = h + beyond + 1
+    for i in range(h - 1, -1, -1):
+        for j in range(w):
+            if source[i, j]:
+                last[j] = i
+            d = last[j] - i
+            if d < out[i, j]:
+                out[i, j] = d
+
+
+@numba.njit(cache=True, nogil=True)
+def _ring_rows(column, reach, ring_lo, ring_hi, targets, out):
+    # Row by row: whether the nearest source is within each threshold t, from the cells of
+    # the row (squared distance (q - p)² + column[p]²): cell p reaches the cells
+    # p - r .. p + r with r = reach[t, column[p]] (-1: none), and a cell is within t when an
+    # interval covers it (the largest end of the intervals starting at or before it). Then
+    # ring k of a target: within its upper threshold and not within its lower one (the last k).
+    h, w = column.shape
+    n_t = reach.shape[0]
+    n_rings = ring_lo.shape[0]
+    end = np.full(w, -1, np.int64)
+    within = np.zeros((n_t, w), np.bool_)
+    top = ring_hi[0]
+    for r in range(n_rings):
+        if reach[ring_hi[r], 0] > reach[top, 0]:
+            top = ring_hi[r]  # the widest upper threshold
+    for i in range(h):
+        c = column[i]
+        t_row = targets[i]
+        near = False
+        for t in range(n_t):
+            rt = reach[t]
+            wt = within[t]
+            if rt[0] == 0 and rt[1] < 0:  # within 0: the source cells
+                for q in range(w):
+                    wt[q] = c[q] == 0
+                    near |= wt[q]
+                continue
+            for p in range(w):
+                r = rt[c[p]]
+                if r >= 0:
+                    a = max(p - r, 0)
+                    if p + r > end[a]:
+                        end[a] = p + r
+            cur = -1
+            for q in range(w):
+                if end[q] > cur:
+                    cur = end[q]
+                end[q] = -1
+                wt[q] = cur >= q
+            near |= cur >= 0
+        if not near:
             continue  # no source within reach of this row
-        j = 0
+        wtop = within[top]
         for q in range(w):
-            while z[j + 1] < q:
-                j += 1
-            if not targets[i, q]:
+            if not (t_row[q] and wtop[q]):
                 continue
-            p = v[j]
-            sq = (q - p) * (q - p) + f[p]
-            if sq > cap:
-                continue
-            d = np.sqrt(sq) * pixel_size_m
             for r in range(n_rings):
-                if d > lo[r] and d <= hi[r]:
+                if within[ring_hi[r], q] and not within[ring_lo[r], q]:
                     out[i, q] = r + 1
+
+
+def _largest_square_within(distance_m: float, pixel_size_m: float) -> int:
+    """The largest squared cell distance ``s`` with ``sqrt(s) * pixel_size_m <= distance_m``
+    (as the kernels compute it), -1 if none."""
+    if not distance_m >= 0:
+        return -1
+    s = int(np.floor((distance_m / pixel_size_m) ** 2))
+    while np.sqrt(np.float64(s + 1)) * pixel_size_m <= distance_m:
+        s += 1
+    while s >= 0 and np.sqrt(np.float64(s)) * pixel_size_m > distance_m:
+        s -= 1
+    return s
 
 
 def ring_numbers(
@@ -154,30 +212,38 @@ def ring_numbers(
     ``source`` cell centre (as :func:`distance_to_source`) has ``lower[k] < d <= upper[k]``
     (the last such k), written into ``out`` (zeros by default); other cells are left as they are.
 
-    The distance transform limited to the largest ``upper``: the same rings as thresholding
-    :func:`distance_to_source`, without its float64 distances or the work beyond the rings.
+    Exact, without computing distances: ``d <= t`` is ``(row offset)² + (column offset)² <= s``
+    for the largest integer ``s`` that still gives ``d <= t``. The nearest source in each
+    column is found first (up to the largest ``upper``), then, row by row, the cells each of
+    them reaches within each threshold: a few integer operations a cell and threshold.
     """
     source = np.ascontiguousarray(source, dtype=np.bool_)
     if out is None:
         out = np.zeros(source.shape, np.uint8)
-    lower = np.ascontiguousarray(lower, dtype=np.float64)
-    upper = np.ascontiguousarray(upper, dtype=np.float64)
+    lower = np.asarray(lower, dtype=np.float64)
+    upper = np.asarray(upper, dtype=np.float64)
     if not len(upper) or not source.any():
         return out
-    # squared cell distances above cap are beyond every ring (cap errs on the large side; the
-    # rings themselves are decided on the distance in metres)
-    cap = float(np.floor((upper.max() / pixel_size_m) ** 2 * (1 + 1e-6)) + 2)
-    g = np.empty(source.shape, np.float64)
-    _column_pass(source, g)
-    _ring_row_pass(
-        g,
-        cap,
-        np.ascontiguousarray(targets, dtype=np.bool_),
-        lower,
-        upper,
-        float(pixel_size_m),
-        out,
-    )
+    # the thresholds as largest squared cell distances, and the cells each reaches
+    thresholds = sorted({float(v) for v in (*lower, *upper)})
+    squares = [_largest_square_within(t, pixel_size_m) for t in thresholds]
+    beyond = int(np.sqrt(max(max(squares), 0))) + 1  # column distances from here on: too far
+    d = np.arange(beyond + 1)
+    reach = np.full((len(thresholds), beyond + 1), -1, np.int64)
+    for t, s in enumerate(squares):
+        left = s - d[:-1] ** 2
+        ok = left >= 0
+        r = np.floor(np.sqrt(np.maximum(left, 0))).astype(np.int64)
+        r += (r + 1) ** 2 <= left  # exact integer square roots
+        r -= r**2 > left
+        reach[t, :-1] = np.where(ok, r, -1)
+    index = {t: k for k, t in enumerate(thresholds)}
+    ring_lo = np.array([index[float(v)] for v in lower], np.int64)
+    ring_hi = np.array([index[float(v)] for v in upper], np.int64)
+    dtype = np.int16 if beyond < 2**15 else np.int32 if beyond < 2**31 else np.int64
+    column = np.empty(source.shape, dtype)
+    _column_cells(source, beyond, column)
+    _ring_rows(column, reach, ring_lo, ring_hi, np.ascontiguousarray(targets, dtype=np.bool_), out)
     return out
 
 
@@ -297,80 +363,105 @@ def _union(parent, a, b):
 
 
 @numba.njit(cache=True, nogil=True)
-def _label_equal(values, eight, out):
+def _label_runs(values, mask, use_mask, eight, out, shift):
+    # Patches of equal values (on cells where ``mask`` is true if ``use_mask``, else on
+    # non-zero cells): the runs of each row are joined by union-find to the runs of the row
+    # above that they touch (overlap, or touch at a corner with 8-connectivity). A label is
+    # created only for a run that touches no run of its patch above, so labels are created in
+    # the order of their first pixel and a patch's smallest label is that of its first pixel.
+    # ``out``: labels 1..n plus ``shift``, 0 plus ``shift`` outside the patches.
     h, w = values.shape
-    parent = np.empty(h * w + 1, np.int32)
-    start = np.empty(h * w + 1, np.int64)  # flat index of the pixel that created each label
+    n_cells = h * w
+    if n_cells == 0:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+    run_start = np.empty(n_cells + 1, np.int32)  # column where each run starts, row by row
+    run_label = np.empty(n_cells, np.int32)  # 0: a run outside the patches
+    row_first = np.empty(h + 1, np.int64)  # first run of each row
+    parent = np.empty(n_cells + 1, np.int32)
+    start = np.empty(n_cells + 1, np.int64)  # flat index of the pixel that created each label
+    reach = 1 if eight else 0  # a run above may end this many cells before a run's start
     n = 0
+    k = 0
     for i in range(h):
-        for j in range(w):
-            v = values[i, j]
-            if v == 0:
-                out[i, j] = 0
-                continue
+        row_first[i] = k
+        vi = values[i]
+        vu = values[i - 1] if i > 0 else vi
+        mi = mask[i] if use_mask else mask[0]
+        mu = mask[i - 1] if use_mask and i > 0 else mi
+        # the row above: its runs prev .. prev_end - 1
+        prev = row_first[i - 1] if i > 0 else 0
+        prev_end = k
+        # the row's runs first (starts at k0 .. k - 1, then w)
+        k0 = k
+        run_start[k] = 0
+        k += 1
+        if use_mask:
+            for c in range(1, w):
+                if (vi[c] != vi[c - 1]) | (mi[c] != mi[c - 1]):
+                    run_start[k] = c
+                    k += 1
+        else:
+            for c in range(1, w):
+                if vi[c] != vi[c - 1]:
+                    run_start[k] = c
+                    k += 1
+        run_start[k] = w  # a sentinel, overwritten by the next row's first run
+        for r in range(k0, k):
+            j = run_start[r]
+            e = run_start[r + 1]
+            v = vi[j]
+            inside = mi[j] if use_mask else v != 0
             lab = 0
-            west = j > 0 and values[i, j - 1] == v
-            if i == 0:
-                if west:
-                    lab = out[i, j - 1]
-            elif eight:
-                # decision tree: N touches W, NW and NE, so when N matches nothing else is new;
-                # NW touches W; only NE and W (or NE and NW) may still need a union
-                if values[i - 1, j] == v:
-                    lab = out[i - 1, j]
-                else:
-                    ne = j + 1 < w and values[i - 1, j + 1] == v
-                    nw = j > 0 and values[i - 1, j - 1] == v
-                    if ne:
-                        lab = out[i - 1, j + 1]
-                        if west:
-                            lab = _union(parent, lab, out[i, j - 1])
-                        elif nw:
-                            lab = _union(parent, lab, out[i - 1, j - 1])
-                    elif west:
-                        lab = out[i, j - 1]
-                    elif nw:
-                        lab = out[i - 1, j - 1]
-            else:
-                north = values[i - 1, j] == v
-                if north:
-                    lab = out[i - 1, j]
-                    if west and out[i, j - 1] != lab:
-                        lab = _union(parent, lab, out[i, j - 1])
-                elif west:
-                    lab = out[i, j - 1]
-            if lab == 0:
+            if inside and i > 0:
+                # skip the runs above that end before this run can touch them
+                while prev < prev_end:
+                    nxt = run_start[prev + 1] if prev + 1 < prev_end else w
+                    if nxt + reach > j:
+                        break
+                    prev += 1
+                q = prev
+                while q < prev_end:
+                    s = run_start[q]
+                    if s >= e + reach:
+                        break
+                    if vu[s] == v and (mu[s] if use_mask else True):
+                        lab = _union(parent, lab, run_label[q])
+                    q += 1
+            if inside and lab == 0:
                 n += 1
                 parent[n] = n
                 start[n] = i * w + j
                 lab = n
-            out[i, j] = lab
+            run_label[r] = lab
+    row_first[h] = k
     # a root is the smallest label of its tree (unions keep the smaller root) and parent[x] <= x,
     # so one increasing pass resolves every label; roots in increasing order are the patches in
     # the order of their first pixel (row-major)
     final = np.empty(n + 1, np.int32)
     final[0] = 0
     firsts = np.empty(n, np.int64)
-    k = 0
+    m = 0
     for x in range(1, n + 1):
         p = parent[x]
         if p == x:
-            k += 1
-            final[x] = k
-            firsts[k - 1] = start[x]
+            m += 1
+            final[x] = m
+            firsts[m - 1] = start[x]
         else:
             final[x] = final[p]
-    counts = np.zeros(k + 1, np.int64)
+    counts = np.zeros(m + 1, np.int64)
     for i in range(h):
-        for j in range(w):
-            f = final[out[i, j]]
-            out[i, j] = f
-            counts[f] += 1
-    return counts[1:], firsts[:k]
+        for r in range(row_first[i], row_first[i + 1]):
+            j0 = run_start[r]
+            j1 = run_start[r + 1] if r + 1 < row_first[i + 1] else w
+            f = final[run_label[r]]
+            out[i, j0:j1] = f + shift
+            counts[f] += j1 - j0
+    return counts[1:], firsts[:m]
 
 
 def label_equal(values: np.ndarray, *, connectivity: int = 8):
-    """Patches of equal non-zero value in one block (union-find, two raster scans).
+    """Patches of equal non-zero value in one block (union-find over the runs of each row).
 
     Returns ``(labels, counts, first)``: int32 labels ``1..n`` (0 where ``values`` is 0),
     numbered in the order of each patch's first pixel in row-major order; the pixel count of
@@ -381,7 +472,8 @@ def label_equal(values: np.ndarray, *, connectivity: int = 8):
     if values.dtype == np.bool_:
         values = values.view(np.uint8)
     out = np.empty(values.shape, np.int32)
-    counts, firsts = _label_equal(values, connectivity == 8, out)
+    no_mask = np.zeros((1, 1), np.bool_)
+    counts, firsts = _label_runs(values, no_mask, False, connectivity == 8, out, 0)
     return out, counts, firsts
 
 

@@ -38,6 +38,28 @@ def test_label_equal_gives_scipy_partition_numbered_by_first_pixel(
     seed, shape, n_values, connectivity
 ):
     a = np.random.default_rng(seed).integers(0, n_values + 1, shape).astype(np.uint8)
+    check_label_equal(a, connectivity)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    shape=st.tuples(st.integers(1, 12), st.integers(1, 12)),
+    run=st.integers(2, 9),
+    n_values=st.integers(1, 3),
+    connectivity=st.sampled_from([4, 8]),
+)
+def test_label_equal_on_long_runs_gives_scipy_partition(seed, shape, run, n_values, connectivity):
+    # rows of long runs, shifted row to row: runs that overlap, touch at a corner or not
+    rng = np.random.default_rng(seed)
+    coarse = rng.integers(0, n_values + 1, shape).astype(np.uint8)
+    a = np.repeat(coarse, run, axis=1)
+    shift = rng.integers(0, run, shape[0])
+    a = np.stack([np.roll(row, int(k)) for row, k in zip(a, shift, strict=True)])
+    check_label_equal(a, connectivity)
+
+
+def check_label_equal(a, connectivity):
     lab, counts, first = label_equal(a, connectivity=connectivity)
     ref = scipy_labels(a, connectivity)
     assert ((lab > 0) == (ref > 0)).all()

@@ -124,6 +124,39 @@ def test_ring_numbers_match_thresholded_distances(seed, pixel_size_m):
     assert got.dtype == np.uint8
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_ring_numbers_match_thresholded_distances_around_patches(seed):
+    # land-cover-like sources (patches with long runs), rings that leave gaps, overlap and
+    # start beyond the source; the source cells are targets too
+    from scipy import ndimage
+
+    from ecoplan.buffers import ring_block
+
+    rng = np.random.default_rng(seed)
+    p = float(rng.choice([10.0, 2.5, 7.3]))
+    noise = ndimage.uniform_filter(rng.random((120, 150)), size=15)
+    source = noise > np.quantile(noise, rng.choice([0.3, 0.7, 0.97]))
+    targets = rng.random(source.shape) < 0.9
+    rings = ((0.0, 2 * p), (2 * p, 5 * p), (9 * p, 12.5 * p), (11 * p, 40 * p))
+    expected = ring_block(distance_to_source(source, pixel_size_m=p), rings)
+    expected[~targets] = 0
+    lower = np.array([a * (1 + 1e-9) for a, _ in rings])
+    upper = np.array([b * (1 + 1e-9) for _, b in rings])
+    got = ring_numbers(source, targets, lower=lower, upper=upper, pixel_size_m=p)
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_ring_numbers_ring_up_to_zero_holds_the_source_cells():
+    source = np.zeros((4, 6), bool)
+    source[1, 1:4] = True
+    targets = np.ones_like(source)
+    got = ring_numbers(
+        source, targets, lower=np.array([-1.0, 0.0]), upper=np.array([0.0, 10.0]), pixel_size_m=10
+    )
+    assert (got[source] == 1).all()
+    assert got[0, 2] == 2 and got[0, 0] == 0 and got[3, 2] == 0
+
+
 def test_ring_numbers_leave_other_cells_of_out_alone():
     source = np.zeros((5, 5), bool)
     source[2, 2] = True
