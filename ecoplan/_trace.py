@@ -284,18 +284,25 @@ def trace_block(vals, msk, row_off, col_off):
     rings = np.empty((64, 5), np.int64)
     n = 0
     nr = 0
+    boundary = np.empty(w, np.uint8)
     for r in range(h):
+        # boundary sides of the row's cells (0 top, 1 right, 2 bottom, 3 left), in one
+        # branch-free pass (the sides traced already are left out cell by cell below: tracing
+        # marks cells of this row too)
+        up, mid, down = vals[r], vals[r + 1], vals[r + 2]
+        m_up, m_mid, m_down = msk[r], msk[r + 1], msk[r + 2]
         for c in range(w):
-            if not msk[r + 1, c + 1]:
+            v = mid[c + 1]
+            boundary[c] = m_mid[c + 1] * (
+                (1 - m_up[c + 1] * (up[c + 1] == v))
+                | (1 - m_mid[c + 2] * (mid[c + 2] == v)) << 1
+                | (1 - m_down[c + 1] * (down[c + 1] == v)) << 2
+                | (1 - m_mid[c] * (mid[c] == v)) << 3
+            )
+        for c in range(w):
+            if boundary[c] == 0:
                 continue
-            v = vals[r + 1, c + 1]
-            # boundary sides of the cell (0 top, 1 right, 2 bottom, 3 left) not traced yet
-            sides = (
-                (not (msk[r, c + 1] and vals[r, c + 1] == v))
-                | (not (msk[r + 1, c + 2] and vals[r + 1, c + 2] == v)) << 1
-                | (not (msk[r + 2, c + 1] and vals[r + 2, c + 1] == v)) << 2
-                | (not (msk[r + 1, c] and vals[r + 1, c] == v)) << 3
-            ) & ~visited[r, c]
+            sides = boundary[c] & ~visited[r, c]
             if sides == 0:
                 continue
             lab = labels[r + 1, c + 1]
