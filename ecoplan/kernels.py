@@ -752,6 +752,82 @@ def touch_rows(small: np.ndarray, zones: np.ndarray, *, connectivity: int):
 
 
 @numba.njit(cache=True, nogil=True)
+def _small_patch_pixels(core, n_local, base, target, r0, c0, width):
+    h, w = core.shape
+    sizes = np.zeros(target.shape[0], np.int64)
+    n_change = 0
+    n_wait = 0
+    n_border = 0
+    for i in range(h):
+        for j in range(w):
+            p = core[i, j]
+            if p == 0:
+                continue
+            if p > n_local:
+                n_border += 1
+            else:
+                sizes[p - base] += 1
+                if target[p - base] > 0:
+                    n_change += 1
+                else:
+                    n_wait += 1
+    change_at = np.empty(n_change, np.int64)
+    change_zone = np.empty(n_change, target.dtype)
+    wait_at = np.empty(n_wait, np.int64)
+    wait_id = np.empty(n_wait, np.int64)
+    border_at = np.empty(n_border, np.int64)
+    border_id = np.empty(n_border, np.int64)
+    a = 0
+    b = 0
+    c = 0
+    for i in range(h):
+        row = (i + r0) * width + c0
+        for j in range(w):
+            p = core[i, j]
+            if p == 0:
+                continue
+            if p > n_local:
+                border_at[c] = row + j
+                border_id[c] = p
+                c += 1
+            elif target[p - base] > 0:
+                change_at[a] = i * w + j
+                change_zone[a] = target[p - base]
+                a += 1
+            else:
+                wait_at[b] = row + j
+                wait_id[b] = p
+                b += 1
+    return sizes, (change_at, change_zone), (wait_at, wait_id), (border_at, border_id)
+
+
+def small_patch_pixels(
+    core: np.ndarray,
+    *,
+    n_local: int,
+    base: int,
+    target: np.ndarray,
+    origin: tuple[int, int],
+    width: int,
+):
+    """One pass over a block's small-patch ids (``core``; 0: a stable pixel), for the minimum
+    mapping unit: inside patches have ids ``base + l`` (``1 <= base + l <= n_local``, local
+    label ``l``) and take zone ``target[l]`` (0: none yet), border patches have ids above
+    ``n_local``.
+
+    Returns ``sizes`` (pixels of each local label), the pixels of the inside patches that take
+    a zone (flat index in the block, zone), of those that wait (flat index in a grid
+    ``width`` wide whose cell ``origin`` is the block's first, id) and of the border patches
+    (the same), each in raster order.
+    """
+    core = np.ascontiguousarray(core)
+    target = np.ascontiguousarray(target)
+    return _small_patch_pixels(
+        core, int(n_local), int(base), target, int(origin[0]), int(origin[1]), int(width)
+    )
+
+
+@numba.njit(cache=True, nogil=True)
 def _pair_column_counts(a, b, n_a, n_b, out):
     h, w = a.shape
     for i in range(h):

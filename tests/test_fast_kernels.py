@@ -20,6 +20,7 @@ from ecoplan.kernels import (
     label_equal,
     lookup,
     pair_lookup,
+    small_patch_pixels,
     touch_rows,
     window_sum,
 )
@@ -317,3 +318,33 @@ def test_split_and_mmu_spilled_equal_in_memory(tmp_path, chunks):
         out[budget] = r.zones.compute()
     assert np.array_equal(out[None], out[0])
     assert (out[0] != z).any()
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_small_patch_pixels_sort_the_pixels_as_numpy_does(seed):
+    # ids: 0 stable, base + 1 .. base + n inside patches (some with a zone), above n_local border
+    rng = np.random.default_rng(seed)
+    base, n, n_local = 40, 6, 60
+    shape = (int(rng.integers(1, 30)), int(rng.integers(1, 30)))
+    choices = np.concatenate([[0, 0, 0], base + np.arange(1, n + 1), [61, 75]])
+    core = rng.choice(choices, size=shape).astype(np.int32)
+    target = np.zeros(n + 1, np.uint8)
+    target[rng.choice(np.arange(1, n + 1), size=3, replace=False)] = [2, 5, 7]
+    origin, width = (100, 7), 500
+    sizes, (at, zone), (w_at, w_id), (b_at, b_id) = small_patch_pixels(
+        core, n_local=n_local, base=base, target=target, origin=origin, width=width
+    )
+    inside = (core > 0) & (core <= n_local)
+    local = np.where(inside, core - base, 0)
+    assert np.array_equal(sizes, np.bincount(local[inside], minlength=n + 1))
+    takes = inside & (target[local] > 0)
+    assert np.array_equal(at, np.flatnonzero(takes)) and np.array_equal(zone, target[local][takes])
+    assert zone.dtype == target.dtype
+
+    def global_flat(mask):
+        r, c = np.nonzero(mask)
+        return (r + origin[0]) * width + (c + origin[1]), core[mask]
+
+    for (got_at, got_id), mask in (((w_at, w_id), inside & ~takes), ((b_at, b_id), core > n_local)):
+        want_at, want_id = global_flat(mask)
+        assert np.array_equal(got_at, want_at) and np.array_equal(got_id, want_id)
