@@ -408,7 +408,7 @@ def vectorize(
     grid: Grid,
     *,
     mask: np.ndarray | da.Array | None = None,
-    block_size: int = 2048,
+    block_size: int = 1024,
     origin: tuple[int, int] = (0, 0),
 ) -> gpd.GeoDataFrame:
     """One dissolved MultiPolygon per value where ``mask`` is true (default: ``values != 0``).
