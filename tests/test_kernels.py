@@ -105,9 +105,7 @@ def test_pair_column_counts_refuse_values_out_of_range():
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("pixel_size_m", [10.0, 2.5, 30.0, 7.3])
 def test_ring_numbers_match_thresholded_distances(seed, pixel_size_m):
-    # the transform limited to the rings gives the rings of the full transform, edges included
-    from ecoplan.buffers import ring_block
-
+    # the rings of the full transform, edges included
     rng = np.random.default_rng(seed)
     shape = (int(rng.integers(1, 90)), int(rng.integers(1, 90)))
     source = rng.random(shape) < rng.choice([0.0005, 0.01, 0.2, 0.9])
@@ -115,13 +113,7 @@ def test_ring_numbers_match_thresholded_distances(seed, pixel_size_m):
     p = pixel_size_m
     # edges on exact cell distances (3 cells, 5 cells = 3-4-5), between cells, and beyond
     rings = ((0.0, 3 * p), (3 * p, 5 * p), (5 * p, 5.5 * p), (5.5 * p, 30 * p))
-    expected = ring_block(distance_to_source(source, pixel_size_m=p), rings)
-    expected[~targets] = 0
-    lower = np.array([a * (1 + 1e-9) for a, _ in rings])
-    upper = np.array([b * (1 + 1e-9) for _, b in rings])
-    got = ring_numbers(source, targets, lower=lower, upper=upper, pixel_size_m=p)
-    np.testing.assert_array_equal(got, expected)
-    assert got.dtype == np.uint8
+    assert_rings_of_thresholded_distances(source, targets, rings, p)
 
 
 @pytest.mark.parametrize("seed", range(4))
@@ -130,20 +122,25 @@ def test_ring_numbers_match_thresholded_distances_around_patches(seed):
     # start beyond the source; the source cells are targets too
     from scipy import ndimage
 
-    from ecoplan.buffers import ring_block
-
     rng = np.random.default_rng(seed)
     p = float(rng.choice([10.0, 2.5, 7.3]))
     noise = ndimage.uniform_filter(rng.random((120, 150)), size=15)
     source = noise > np.quantile(noise, rng.choice([0.3, 0.7, 0.97]))
     targets = rng.random(source.shape) < 0.9
     rings = ((0.0, 2 * p), (2 * p, 5 * p), (9 * p, 12.5 * p), (11 * p, 40 * p))
+    assert_rings_of_thresholded_distances(source, targets, rings, p)
+
+
+def assert_rings_of_thresholded_distances(source, targets, rings, p):
+    from ecoplan.buffers import ring_block
+
     expected = ring_block(distance_to_source(source, pixel_size_m=p), rings)
     expected[~targets] = 0
     lower = np.array([a * (1 + 1e-9) for a, _ in rings])
     upper = np.array([b * (1 + 1e-9) for _, b in rings])
     got = ring_numbers(source, targets, lower=lower, upper=upper, pixel_size_m=p)
     np.testing.assert_array_equal(got, expected)
+    assert got.dtype == np.uint8
 
 
 def test_ring_numbers_ring_up_to_zero_holds_the_source_cells():
