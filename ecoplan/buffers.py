@@ -76,8 +76,8 @@ def _zone_rings_block(
     rings: tuple[tuple[float, float], ...],
     pixel_size_m: float,
 ) -> np.ndarray:
-    """:func:`ring_block` of :func:`distance_block` on the cells the rule's side covers, by the
-    transform limited to the rule's distance (:func:`ecoplan.kernels.ring_numbers`)."""
+    """:func:`ring_block` of :func:`distance_block` on the cells the rule's side covers, found
+    without computing distances (:func:`ecoplan.kernels.ring_numbers`)."""
     if zones.dtype == np.uint8:  # two table lookups (numba)
         is_source = np.zeros(256, np.uint8)
         is_source[list(source_codes)] = 1
