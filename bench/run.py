@@ -1,6 +1,8 @@
-"""Benchmark: ecoplan's whole pipeline against the GDAL command-line pipeline, in one run.
+"""Benchmark: ecoplan's whole pipeline against its peers in one run: the GDAL command-line
+pipeline, and on request GRASS GIS's modules and a straightforward numpy/scipy/rasterio script.
 
     python bench/run.py 2k                 # generates bench/data/2k first if it is missing
+    python bench/run.py 10k --peers gdal,grass,numpy
     python bench/run.py 10k --chunk-size 2048
     python bench/run.py 30k --max-rss-gb 12 --timeout-min 15
     python bench/run.py 2k --profile       # plus a cProfile run of ecoplan (synchronous)
@@ -8,8 +10,9 @@
 Prints a table and writes ``bench/results/<size>-<UTC time>.json``. Wall time, CPU time
 (user + system, of the process and its children), peak RSS (exact for each process from
 wait4; for ecoplan's steps from polling the process tree every 0.1 s), Mpx/s over the input
-raster's pixels, and the ecoplan/GDAL ratios. The machine may be shared: the load average
-before and after each tool is recorded, and CPU time is less sensitive to it than wall time.
+raster's pixels, and the ratios of ecoplan to each peer. The machine may be shared: the load
+average before and after each tool is recorded, and CPU time is less sensitive to it than wall
+time.
 """
 
 from __future__ import annotations
@@ -38,6 +41,34 @@ from gdal_pipeline import run_command, run_gdal_pipeline  # noqa: E402
 from generate import parse_size  # noqa: E402
 
 THAILAND_PX = 5.13e9  # 513,000 km2 at 10 m
+PEERS = ("gdal", "grass", "numpy")
+PEER_NAMES = {"gdal": "GDAL", "grass": "GRASS", "numpy": "numpy script"}
+
+
+def run_peer(peer: str, data: Path, work: Path) -> dict:
+    """One peer's pipeline on ``data`` in ``work`` (the peers' modules are imported on use)."""
+    if peer == "gdal":
+        return run_gdal_pipeline(data, work)
+    if peer == "grass":
+        from grass_pipeline import run_grass_pipeline
+
+        return run_grass_pipeline(data, work)
+    from numpy_pipeline import run_numpy_pipeline
+
+    return run_numpy_pipeline(data, work)
+
+
+def parse_peers(text: str) -> list[str]:
+    """``gdal,grass``, ``all`` or ``none`` as a list of peers, in the order given."""
+    if text.strip() in ("all", "none"):
+        return list(PEERS) if text.strip() == "all" else []
+    peers = [p.strip() for p in text.split(",") if p.strip()]
+    unknown = sorted(set(peers) - set(PEERS))
+    if unknown:
+        raise argparse.ArgumentTypeError(
+            f"unknown peer {', '.join(unknown)}; peers are {', '.join(PEERS)}, all or none"
+        )
+    return list(dict.fromkeys(peers))
 
 
 def machine() -> dict:
@@ -237,7 +268,7 @@ def print_report(report: dict) -> None:
     px = report["pixels"]
     print(f"\n{report['label']}: {report['size']} x {report['size']} px ({px / 1e6:.0f} Mpx)")
     print(f"  {'stage':<14} {'wall s':>8} {'cpu s':>8} {'peak MB':>9} {'Mpx/s':>8}")
-    for key in ("generate", "gdal", "ecoplan"):
+    for key in ("generate", *PEERS, "ecoplan"):
         r = report.get(key)
         if not r:
             continue
@@ -265,11 +296,11 @@ def print_report(report: dict) -> None:
                 px / 1e6 / r["seconds"],
             )
         )
-    ratio = report.get("ratio")
-    if ratio:
+    for peer, ratio in report.get("ratios", {}).items():
+        name = PEER_NAMES[peer]
         print(
-            f"ratio ecoplan/GDAL: wall {ratio['wall']:.2f} (ecoplan {1 / ratio['wall']:.2f}x "
-            f"GDAL's speed), cpu {ratio['cpu']:.2f}, peak RSS {ratio['rss']:.2f}"
+            f"ratio ecoplan/{name}: wall {ratio['wall']:.2f} (ecoplan {1 / ratio['wall']:.2f}x "
+            f"{name}'s speed), cpu {ratio['cpu']:.2f}, peak RSS {ratio['rss']:.2f}"
         )
     proj = report.get("projection")
     if proj:
@@ -282,7 +313,7 @@ def print_report(report: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="ecoplan vs GDAL benchmark (issue 7)")
+    parser = argparse.ArgumentParser(description="ecoplan against its peers (issue 7)")
     parser.add_argument("size", type=parse_size, help="2k, 10k, 30k or a number of pixels")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--chunk-size", type=int, default=1024)
@@ -290,7 +321,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--memory-budget-mb", type=float, default=None, help="ecoplan's (default: its own)"
     )
-    parser.add_argument("--skip-gdal", action="store_true")
+    parser.add_argument(
+        "--peers",
+        type=parse_peers,
+        default=["gdal"],
+        help="peers run before ecoplan, in this order: gdal, grass (GRASS GIS modules), numpy "
+        "(a straightforward numpy/scipy/rasterio script), comma-separated, or all or none "
+        "(default: gdal)",
+    )
+    parser.add_argument("--skip-gdal", action="store_true", help="leave gdal out of --peers")
     parser.add_argument("--skip-ecoplan", action="store_true")
     parser.add_argument("--regenerate", action="store_true", help="regenerate the data")
     parser.add_argument("--max-rss-gb", type=float, default=12.0, help="kill ecoplan above")
@@ -335,12 +374,13 @@ def main(argv: list[str] | None = None) -> int:
             "output": run_command.last_stdout.strip(),
         }
 
-    if not args.skip_gdal:
+    peers = [p for p in args.peers if not (args.skip_gdal and p == "gdal")]
+    for peer in peers:
         load0 = os.getloadavg()[0]
-        g = run_gdal_pipeline(data, results / f"gdal_{label}")
+        g = run_peer(peer, data, results / f"{peer}_{label}")
         g["load_before"], g["load_after"] = load0, os.getloadavg()[0]
-        report["gdal"] = g
-        print(f"GDAL pipeline: {g['seconds']:.1f} s", flush=True)
+        report[peer] = g
+        print(f"{PEER_NAMES[peer]} pipeline: {g['seconds']:.1f} s", flush=True)
 
     region_yaml = data / ("region_full.yaml" if args.full else "region.yaml")
     report["ecoplan_work"] = "full plan" if args.full else "the issue's steps"
@@ -374,14 +414,21 @@ def main(argv: list[str] | None = None) -> int:
                 p["top_tottime"] = top_functions(prof)
             report["ecoplan_profile"] = p
 
-    e, g = report.get("ecoplan"), report.get("gdal")
-    ok = [r for r in (e, g) if r and r.get("returncode", 0) == 0 and "killed" not in r]
-    if e in ok and g in ok:
-        report["ratio"] = {
-            "wall": e["seconds"] / g["seconds"],
-            "cpu": e["cpu_seconds"] / g["cpu_seconds"],
-            "rss": e["max_rss_mb"] / g["max_rss_mb"],
+    e = report.get("ecoplan")
+    runs = [e, *(report.get(p) for p in peers)]
+    ok = [r for r in runs if r and r.get("returncode", 0) == 0 and "killed" not in r]
+    if e in ok:
+        report["ratios"] = {
+            p: {
+                "wall": e["seconds"] / report[p]["seconds"],
+                "cpu": e["cpu_seconds"] / report[p]["cpu_seconds"],
+                "rss": e["max_rss_mb"] / report[p]["max_rss_mb"],
+            }
+            for p in peers
+            if report[p] in ok
         }
+        if "gdal" in report["ratios"]:
+            report["ratio"] = report["ratios"]["gdal"]  # the key of earlier results
     cores = report["machine"]["affinity"]
     report["projection"] = {
         r["tool"]: {
