@@ -55,7 +55,7 @@ from ecoplan.io import (
 )
 from ecoplan.kernels import code_counts, lookup, pair_lookup
 from ecoplan.plans import plans_for_region
-from ecoplan.polygons import vectorize_each
+from ecoplan.polygons import vectorize
 from ecoplan.progress import STEPS, Progress, silent
 from ecoplan.proportions import N_CODES, proportions_table
 from ecoplan.refine import refine_zones
@@ -496,27 +496,23 @@ def _run_region(
             gpkg.add(name, layer, style=styles[name], also={n: styles[n] for n in also})
             return_freed_memory()
 
-        # zones, (issue 4) the proposed plan, buffer rings and their conflicts: one stream of
-        # rasters to vectorise, the next one traced while this one's layer is made and written
-        # (a unit's or a rule's polygons at a time)
-        buffer_tables, conflict_rows = [], []
-        jobs = _polygon_jobs(region, zones, plan, buffers)
-        for (layer, item, areas), polygons in vectorize_each(jobs, grid):
-            if layer == "zones":
-                # without a proposed plan it is today's zones: the same rows, encoded once
-                part = _zone_part(polygons, region, item, areas)
-                add("zones", part, also=("proposed_zones",) if plan.result is None else ())
-            elif layer == "proposed_zones":
-                add("proposed_zones", _zone_part(polygons, region, item, areas))
-            elif layer == "buffer_zones":
-                buffer_layer = _buffer_layer(item, areas, polygons, grid)
-                add("buffer_zones", buffer_layer)
-                buffer_tables.append(pd.DataFrame(buffer_layer.drop(columns="geometry")))
-                del buffer_layer
-            else:
-                conflict_rows += _conflict_rows(item, areas, polygons, grid)
-            del polygons
+        # zones, and (issue 4) the proposed plan, written a unit at a time
+        for part in _zone_layer_parts(zones, region, plan.area_m2_before):
+            # without a proposed plan it is today's zones: the same rows, encoded once
+            add("zones", part, also=("proposed_zones",) if plan.result is None else ())
+        if plan.result is not None:
+            for part in _zone_layer_parts(plan.proposed, region, plan.area_m2_after):
+                add("proposed_zones", part)
         part = None  # the last unit's polygons leave memory
+        # buffer zones, a rule at a time (its rings leave memory once written), and conflicts
+        buffer_tables, conflict_rows = [], []
+        for b, (buffer_layer, ring_areas) in zip(
+            buffers, _buffer_layers(region, zones, buffers), strict=True
+        ):
+            add("buffer_zones", buffer_layer)
+            buffer_tables.append(pd.DataFrame(buffer_layer.drop(columns="geometry")))
+            del buffer_layer
+            conflict_rows += _buffer_conflicts(b, zones, ring_areas, grid)
         if not buffers:
             add("buffer_zones", _buffer_frame([], crs=grid.crs))
         buffer_table = (
@@ -724,58 +720,31 @@ def _unit_windows(region: Region) -> list[tuple[int, int, int, int]]:
     return windows
 
 
-def _polygon_jobs(
-    region: Region, zones: da.Array, plan, buffers: list[BufferResult]
-) -> Iterator[tuple[tuple, dict | None]]:
-    """What the polygons step vectorises, in order, for :func:`vectorize_each`: tags
-    ``(layer, item, areas)`` and the :func:`vectorize` arguments (None: nothing to trace).
+def _zone_layer_parts(
+    zones: da.Array, region: Region, area_m2: np.ndarray
+) -> Iterator[gpd.GeoDataFrame]:
+    """The ``zones`` layer (or ``proposed_zones``), one unit at a time: one feature per
+    (unit, zone), dissolved; ``area_m2[u, z]`` is the ground area of zone z in unit index u.
 
-    - ``zones`` (and ``proposed_zones`` with a proposed plan): a job per unit (``item`` its
-      index), within its own window of the grid (vertices as in a whole-grid run);
-      ``areas[u, z]`` is the ground area of zone z in unit index u.
-    - ``buffer_zones`` and ``conflicts``: two jobs per buffer rule (``item``), with ``areas``
-      the area of each (ring, zone) of the rule in pixel-area units (ring 0: outside).
+    Each unit is vectorised within its own window of the grid (vertices as in a whole-grid
+    run), so only one unit's polygons are in memory at a time.
     """
-    layers = [("zones", zones, plan.area_m2_before)]
-    if plan.result is not None:
-        layers.append(("proposed_zones", plan.proposed, plan.area_m2_after))
-    for name, raster, area_m2 in layers:
-        for u, (r0, r1, c0, c1) in enumerate(_unit_windows(region), start=1):
-            job = None  # a unit outside the grid: no cell
-            if r1 > r0 and c1 > c0:
-                unit_zones = raster[r0:r1, c0:c1]
-                inside = (region.units[r0:r1, c0:c1] == u) & (unit_zones > 0)
-                job = {"values": unit_zones, "mask": inside, "origin": (r0, c0)}
-            yield (name, u, area_m2), job
-    grid = region.grid
-    for b in buffers:
-        # ground areas (ecoplan.areas) in pixel-area units
-        rc = (
-            pair_areas_m2(b.rings, zones, n_a=len(b.rule.rings) + 1, n_b=N_CODES, grid=grid)
-            / grid.pixel_area_m2
+    for u, (r0, r1, c0, c1) in enumerate(_unit_windows(region), start=1):
+        codes, geoms = np.empty(0, np.int64), []
+        if r1 > r0 and c1 > c0:  # else a unit outside the grid: no cell
+            unit_zones = zones[r0:r1, c0:c1]
+            inside = (region.units[r0:r1, c0:c1] == u) & (unit_zones > 0)
+            poly = vectorize(unit_zones, region.grid, mask=inside, origin=(r0, c0))
+            codes, geoms = poly["value"].to_numpy(dtype=np.int64), poly.geometry.values
+        yield gpd.GeoDataFrame(
+            {
+                **_zone_fields(codes),
+                "area_ha": [float(area_m2[u, z]) / 1e4 for z in codes],
+                "unit_id": [region.unit_ids[u - 1]] * len(codes),
+            },
+            geometry=geoms,
+            crs=region.grid.crs,
         )
-        # vector sources come with their exact rings
-        yield ("buffer_zones", b, rc), None if b.polygons is not None else {"values": b.rings}
-        yield ("conflicts", b, rc), _conflict_job(b, zones, rc)
-
-
-def _zone_part(
-    polygons: gpd.GeoDataFrame | None, region: Region, u: int, area_m2: np.ndarray
-) -> gpd.GeoDataFrame:
-    """One unit's rows of the ``zones`` layer (or ``proposed_zones``): one feature per zone,
-    dissolved; ``area_m2[u, z]`` is the ground area of zone z in unit index u."""
-    codes, geoms = np.empty(0, np.int64), []
-    if polygons is not None:
-        codes, geoms = polygons["value"].to_numpy(dtype=np.int64), polygons.geometry.values
-    return gpd.GeoDataFrame(
-        {
-            **_zone_fields(codes),
-            "area_ha": [float(area_m2[u, z]) / 1e4 for z in codes],
-            "unit_id": [region.unit_ids[u - 1]] * len(codes),
-        },
-        geometry=geoms,
-        crs=region.grid.crs,
-    )
 
 
 def _buffer_frame(rows: list[dict], *, crs) -> gpd.GeoDataFrame:
@@ -786,70 +755,69 @@ def _buffer_frame(rows: list[dict], *, crs) -> gpd.GeoDataFrame:
     )
 
 
-def _buffer_layer(
-    b: BufferResult, rc: np.ndarray, polygons: gpd.GeoDataFrame | None, grid: Grid
-) -> gpd.GeoDataFrame:
-    """One buffer rule's rows of the ``buffer_zones`` layer (one feature per ring), from its
-    rings' polygons (``b.polygons`` for a vector source); ``rc[ring, zone]`` is their area in
-    pixel-area units."""
-    rule = b.rule
+def _buffer_layers(
+    region: Region, zones: da.Array, buffers: list[BufferResult]
+) -> Iterator[tuple[gpd.GeoDataFrame, np.ndarray]]:
+    """The ``buffer_zones`` layer (one feature per rule and ring), a rule at a time, with the
+    area of each (ring, zone) of the rule in pixel-area units (ring 0: outside the rings)."""
+    grid = region.grid
     ha = grid.pixel_area_m2 / 1e4
-    if b.polygons is not None:
-        ring_geoms = dict(zip(b.polygons["ring"], b.polygons.geometry, strict=True))
-    else:
-        ring_geoms = dict(zip(polygons["value"], polygons.geometry, strict=True))
-    rows = [
-        {
-            "rule_id": rule.id,
-            "rule_name": rule.name_en,
-            "rule_name_th": rule.name_th,
-            "source": rule.source.describe(),
-            "side": rule.side,
-            "ring": k,
-            "inner_m": inner,
-            "distance_m": outer,
-            "restricts": ",".join(rule.restricted_zones),
-            "area_ha": float(rc[k, 1:].sum()) * ha,
-            "geometry": ring_geoms.pop(k),
-        }
-        for k, (inner, outer) in enumerate(rule.rings, start=1)
-        if k in ring_geoms
-    ]
-    return _buffer_frame(rows, crs=grid.crs)
+    for b in buffers:
+        rings, rule = b.rings, b.rule
+        # ground areas (ecoplan.areas) in pixel-area units
+        rc = (
+            pair_areas_m2(rings, zones, n_a=len(rule.rings) + 1, n_b=N_CODES, grid=grid)
+            / grid.pixel_area_m2
+        )
+        if b.polygons is not None:
+            ring_geoms = dict(zip(b.polygons["ring"], b.polygons.geometry, strict=True))
+        else:
+            rp = vectorize(rings, grid)
+            ring_geoms = dict(zip(rp["value"], rp.geometry, strict=True))
+            del rp
+        rows = [
+            {
+                "rule_id": rule.id,
+                "rule_name": rule.name_en,
+                "rule_name_th": rule.name_th,
+                "source": rule.source.describe(),
+                "side": rule.side,
+                "ring": k,
+                "inner_m": inner,
+                "distance_m": outer,
+                "restricts": ",".join(rule.restricted_zones),
+                "area_ha": float(rc[k, 1:].sum()) * ha,
+                "geometry": ring_geoms.pop(k),
+            }
+            for k, (inner, outer) in enumerate(rule.rings, start=1)
+            if k in ring_geoms
+        ]
+        del ring_geoms
+        yield _buffer_frame(rows, crs=grid.crs), rc
 
 
-def _conflict_job(b: BufferResult, zones: da.Array, rc: np.ndarray) -> dict | None:
-    """What to vectorise for one buffer rule's conflicts: ``ring * N_CODES + zone`` where a
-    restricted zone is inside a ring, else 0 (None: no such cell, ``rc`` tells)."""
+def _buffer_conflicts(b: BufferResult, zones: da.Array, rc: np.ndarray, grid: Grid) -> list[dict]:
+    """Rows of one buffer rule's conflicts: one per ring and restricted zone found in it;
+    ``rc[ring, zone]`` is their area in pixel-area units."""
     rings, rule = b.rings, b.rule
     restricted = [zone_code(z) for z in rule.restricted_zones]
     if not restricted or not rc[1:, restricted].any():
-        return None
-    # in the smallest type that holds it (tracing holds a band of blocks of it at a time)
+        return []
+    ha = grid.pixel_area_m2 / 1e4
+    # ring * N_CODES + zone, in the smallest type that holds it (tracing holds a band of
+    # blocks of it at a time)
     top = (len(rule.rings) + 1) * N_CODES
     dtype = np.uint8 if top < 2**8 else np.uint16 if top < 2**16 else np.int32
-    # one table, one pass
+    # ring * N_CODES + zone for a restricted zone inside a ring, else 0: one table, one pass
     table = np.zeros((len(rule.rings) + 1, N_CODES), dtype)
     for k in range(1, len(rule.rings) + 1):
         table[k, restricted] = k * N_CODES + np.asarray(restricted)
     conflict = da.map_blocks(
         pair_lookup, rings.rechunk(zones.chunks), zones, table=table, dtype=dtype
     )
-    return {"values": conflict}
-
-
-def _conflict_rows(
-    b: BufferResult, rc: np.ndarray, polygons: gpd.GeoDataFrame | None, grid: Grid
-) -> list[dict]:
-    """Rows of one buffer rule's conflicts: one per ring and restricted zone found in it, from
-    the polygons of its :func:`_conflict_job`; ``rc[ring, zone]`` is their area in pixel-area
-    units."""
-    if polygons is None:
-        return []
-    rule = b.rule
-    ha = grid.pixel_area_m2 / 1e4
+    cp = vectorize(conflict, grid)
     rows = []
-    for value, geom in zip(polygons["value"], polygons.geometry, strict=True):
+    for value, geom in zip(cp["value"], cp.geometry, strict=True):
         k, z = divmod(int(value), N_CODES)
         rows.append(
             {

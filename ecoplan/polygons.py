@@ -11,10 +11,7 @@ affine transform, so every vertex is computed the same way for any chunking.
 
 from __future__ import annotations
 
-import contextvars
-from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import dask
 import dask.array as da
@@ -29,7 +26,7 @@ from ecoplan import _trace
 from ecoplan.grid import Grid
 from ecoplan.holding import return_freed_memory
 
-__all__ = ["vectorize", "vectorize_each"]
+__all__ = ["vectorize"]
 
 
 class _Block(NamedTuple):
@@ -428,64 +425,6 @@ def vectorize(
     very coordinates of the whole grid).
     Returns columns ``value`` and ``geometry``, sorted by value.
     """
-    blocks = _traced(values, mask=mask, block_size=block_size, origin=origin)
-    return _assembled(blocks, grid)
-
-
-def vectorize_each(
-    jobs: Iterable[tuple[Any, dict | None]], grid: Grid
-) -> Iterator[tuple[Any, gpd.GeoDataFrame | None]]:
-    """``(tag, vectorize(grid=grid, **job))`` for each ``(tag, job)`` of ``jobs``, in order
-    (``(tag, None)`` for a job of None).
-
-    The same results as calling :func:`vectorize` in turn, sooner: while a job's polygons are
-    made on the calling thread, the next job's blocks are traced on a background thread (one
-    job ahead: its traced blocks are the only extra memory). ``jobs`` is read one job ahead
-    too, on the calling thread.
-    """
-    with ThreadPoolExecutor(1, thread_name_prefix="ecoplan-trace") as ahead:
-
-        def start(job: dict | None) -> Future | None:
-            if job is None:
-                return None
-            # in the caller's context: a dask.distributed client made current there is too
-            return ahead.submit(contextvars.copy_context().run, _traced, **job)
-
-        previous: tuple[Any, Future | None] | None = None
-        try:
-            for tag, job in jobs:  # read while the previous job's blocks are traced
-                if previous is None:
-                    previous = (tag, start(job))
-                    continue
-                blocks = _result(previous[1])
-                previous, (done_tag, _) = (tag, start(job)), previous
-                yield done_tag, _assembled_or_none(blocks, grid)
-                del blocks
-            if previous is not None:
-                blocks = _result(previous[1])
-                done_tag, previous = previous[0], None
-                yield done_tag, _assembled_or_none(blocks, grid)
-        finally:
-            if previous is not None and previous[1] is not None:
-                previous[1].cancel()  # the caller stopped early: a job not yet started stays so
-
-
-def _result(traced: Future | None) -> list[list[_Block]] | None:
-    return None if traced is None else traced.result()
-
-
-def _assembled_or_none(blocks: list[list[_Block]] | None, grid: Grid) -> gpd.GeoDataFrame | None:
-    return None if blocks is None else _assembled(blocks, grid)
-
-
-def _traced(
-    values: np.ndarray | da.Array,
-    *,
-    mask: np.ndarray | da.Array | None = None,
-    block_size: int = 1024,
-    origin: tuple[int, int] = (0, 0),
-) -> list[list[_Block]]:
-    """The traced blocks of :func:`vectorize` (the parallel part)."""
     row0, col0 = (int(v) for v in origin)
     if max(row0 + values.shape[0], col0 + values.shape[1]) >= 2**31 - 2:
         raise ValueError("vectorize: more than 2**31 cells a side (vertices are int32)")
@@ -494,27 +433,24 @@ def _traced(
         if mask is not None:
             mask = mask if isinstance(mask, da.Array) else da.from_array(mask, chunks=values.chunks)
             mask = mask.rechunk(values.chunks).astype(bool)
-        return _dask_blocks(values, mask, int(block_size), (row0, col0))
-    values = np.asarray(values)
-    mask = values != 0 if mask is None else np.asarray(mask, dtype=bool)
-    h, w = values.shape
-    step = max(int(block_size), 1)
-    return [
-        [
-            _trace_block(
-                _with_halo(values, r0, min(r0 + step, h), c0, min(c0 + step, w), 0),
-                _with_halo(mask, r0, min(r0 + step, h), c0, min(c0 + step, w), False),
-                row0 + r0,
-                col0 + c0,
-            )
-            for c0 in range(0, w, step)
+        blocks = _dask_blocks(values, mask, int(block_size), (row0, col0))
+    else:
+        values = np.asarray(values)
+        mask = values != 0 if mask is None else np.asarray(mask, dtype=bool)
+        h, w = values.shape
+        step = max(int(block_size), 1)
+        blocks = [
+            [
+                _trace_block(
+                    _with_halo(values, r0, min(r0 + step, h), c0, min(c0 + step, w), 0),
+                    _with_halo(mask, r0, min(r0 + step, h), c0, min(c0 + step, w), False),
+                    row0 + r0,
+                    col0 + c0,
+                )
+                for c0 in range(0, w, step)
+            ]
+            for r0 in range(0, h, step)
         ]
-        for r0 in range(0, h, step)
-    ]
-
-
-def _assembled(blocks: list[list[_Block]], grid: Grid) -> gpd.GeoDataFrame:
-    """:func:`vectorize`'s frame from its traced blocks (whose entries are freed on the way)."""
     # glibc keeps the heap that tracing's block-sized arrays used; the large arrays below are
     # mapped anew, so give that heap back first (it would otherwise add to the peak)
     return_freed_memory()

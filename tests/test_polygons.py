@@ -16,7 +16,7 @@ from rasterio.crs import CRS
 from rasterio.features import shapes
 
 from ecoplan.grid import Grid
-from ecoplan.polygons import _normalize_parts, vectorize, vectorize_each
+from ecoplan.polygons import _normalize_parts, vectorize
 
 GRID = Grid(CRS.from_epsg(32647), Affine(10, 0, 500_000, 0, -10, 1_500_000), 30, 40)
 
@@ -267,60 +267,3 @@ def test_a_window_with_its_origin_gives_the_polygons_of_the_whole_grid(chunked):
     assert part["value"].tolist() == whole["value"].tolist()
     for a, b in zip(part.geometry, whole.geometry, strict=True):
         assert shapely.equals_exact(a, b, tolerance=0)
-
-
-# -- vectorize_each: the next job traced while this one's polygons are made ---------------------
-
-
-def _jobs(read: list):
-    """Jobs of numpy and dask rasters, a job of None, a mask and an origin; ``read`` records
-    the tags as the jobs are read."""
-    rng = np.random.default_rng(21)
-    values = clustered(rng, (40, 50), 4).astype(np.int32)
-    specs = [
-        ("numpy", {"values": values, "block_size": 9}),
-        ("none", None),
-        ("dask", {"values": da.from_array(values, chunks=(8, 9)), "block_size": 1}),
-        ("masked", {"values": values, "mask": values != 2, "block_size": 16}),
-        ("window", {"values": values[7:33, 12:41], "origin": (7, 12), "block_size": 5}),
-    ]
-    for tag, job in specs:
-        read.append(tag)
-        yield tag, job
-
-
-def test_vectorize_each_gives_what_vectorize_gives_in_turn():
-    read: list = []
-    grid = grid_of(np.zeros((40, 50)))
-    results = list(vectorize_each(_jobs(read), grid))
-    assert [tag for tag, _ in results] == ["numpy", "none", "dask", "masked", "window"]
-    for (tag, gdf), (_, job) in zip(results, _jobs([]), strict=True):
-        if job is None:
-            assert gdf is None
-            continue
-        want = vectorize(grid=grid, **job)
-        assert gdf["value"].tolist() == want["value"].tolist()
-        assert list(shapely.to_wkb(gdf.geometry.values)) == list(
-            shapely.to_wkb(want.geometry.values)
-        ), tag
-
-
-def test_vectorize_each_reads_one_job_ahead():
-    read: list = []
-    results = vectorize_each(_jobs(read), grid_of(np.zeros((40, 50))))
-    tag, _ = next(results)
-    assert tag == "numpy" and read == ["numpy", "none"]
-    tag, _ = next(results)
-    assert tag == "none" and read == ["numpy", "none", "dask"]
-    results.close()  # stopping early waits for the job being traced, and raises nothing
-
-
-def test_an_error_in_a_traced_job_reaches_the_caller_in_its_turn():
-    values = np.ones((4, 5), np.uint8)
-    grid = grid_of(values)
-    jobs = [("fine", {"values": values}), ("bad", {"values": values, "origin": (2**31, 0)})]
-    results = vectorize_each(iter(jobs), grid)
-    tag, gdf = next(results)
-    assert tag == "fine" and len(gdf) == 1
-    with pytest.raises(ValueError, match="2\\*\\*31 cells"):
-        next(results)
