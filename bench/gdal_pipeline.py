@@ -35,7 +35,14 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-__all__ = ["StageResult", "run_command", "run_gdal_pipeline", "DENSITY_WINDOW_PX"]
+__all__ = [
+    "StageResult",
+    "run_command",
+    "run_gdal_pipeline",
+    "count_features",
+    "DENSITY_WINDOW_PX",
+    "WORLDCOVER_TO_ZONE",
+]
 
 DENSITY_WINDOW_PX = 51  # 510 m at 10 m
 URBAN_DENSITY = 0.25  # built-up share in the window at or above which built-up is urban
@@ -43,11 +50,10 @@ MMU_PX = 100  # 1 ha at 10 m
 FOREST_BUFFER_M = 500
 WATER_BUFFER_M = 30
 
-# WorldCover -> zone (as zoning_rules/crosswalks/worldcover.yaml): the gdal_calc idiom
-RECLASS = (
-    "(B>0)*(1*(A==10)+1*(A==20)+7*(A==30)+2*(A==40)+4*(A==50)+7*(A==60)"
-    "+7*(A==70)+6*(A==80)+6*(A==90)+1*(A==95)+7*(A==100))"
-)
+# WorldCover code -> zone, as zoning_rules/crosswalks/worldcover.yaml (the peers share it)
+WORLDCOVER_TO_ZONE = {10: 1, 20: 1, 30: 7, 40: 2, 50: 4, 60: 7, 70: 7, 80: 6, 90: 6, 95: 1, 100: 7}
+# the gdal_calc idiom: a sum of k*(A==code) terms, 0 outside the units (B)
+RECLASS = "(B>0)*(" + "+".join(f"{z}*(A=={c})" for c, z in WORLDCOVER_TO_ZONE.items()) + ")"
 TILED = ["--co", "TILED=YES", "--co", "BIGTIFF=IF_SAFER"]
 TILED_CO = ["-co", "TILED=YES", "-co", "BIGTIFF=IF_SAFER"]
 
@@ -280,7 +286,7 @@ def run_gdal_pipeline(region_dir: str | Path, work: str | Path, *, keep: bool = 
     zone_px: dict[int, int] = {}
     for k, n in key.items():
         zone_px[k % 16] = zone_px.get(k % 16, 0) + n
-    n_polygons = _count_features(work / "out.gpkg")
+    n_polygons = count_features(work / "out.gpkg")
     result = {
         "tool": "gdal",
         "gdal_version": subprocess.run(
@@ -304,7 +310,7 @@ def run_gdal_pipeline(region_dir: str | Path, work: str | Path, *, keep: bool = 
     return result
 
 
-def _count_features(gpkg: Path) -> dict[str, int]:
+def count_features(gpkg: Path) -> dict[str, int]:
     import sqlite3
 
     if not gpkg.exists():

@@ -13,7 +13,7 @@ Stages and commands:
                    r.external -r (landcover.tif linked through GDAL, not copied);
                    g.region raster=landcover; v.in.ogr layer=units
 1. ``units``       v.to.rast use=attr attribute_column=unit_num (memory=300, its default)
-2. ``reclass``     r.reclass WorldCover -> zone (the table of gdal_pipeline's RECLASS), then
+2. ``reclass``     r.reclass WorldCover -> zone (gdal_pipeline's WORLDCOVER_TO_ZONE), then
                    r.mapcalc: null outside the units
 3. ``density``     r.mapcalc built-up mask (0 outside the units, as GDAL's), then
                    r.resamp.filter filter=box radius=255 m: the 51 x 51 moving average
@@ -85,7 +85,6 @@ import argparse
 import contextlib
 import io
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -99,11 +98,11 @@ from gdal_pipeline import (
     DENSITY_WINDOW_PX,
     FOREST_BUFFER_M,
     MMU_PX,
-    RECLASS,
     URBAN_DENSITY,
     WATER_BUFFER_M,
+    WORLDCOVER_TO_ZONE,
     StageResult,
-    _count_features,
+    count_features,
     run_command,
 )
 
@@ -198,11 +197,6 @@ def grass_environment(gisbase: Path, gisdbase: Path) -> Iterator[None]:
         os.environ.update(saved)
 
 
-def zone_of_code() -> dict[int, int]:
-    """WorldCover code -> zone, read from gdal_pipeline's RECLASS (one table for both)."""
-    return {int(code): int(zone) for zone, code in re.findall(r"(\d+)\*\(A==(\d+)\)", RECLASS)}
-
-
 def write_rules(path: Path, keys: object, values: object) -> Path:
     """An r.reclass rules file: one ``key = value`` line a pair."""
     keys, values = np.ravel(keys).tolist(), np.ravel(values).tolist()
@@ -256,7 +250,7 @@ def units_stage(g: GrassRunner) -> None:
 
 def reclass_stage(g: GrassRunner) -> None:
     """WorldCover code -> zone (a reclass table, no pass), null outside the units."""
-    table = zone_of_code()
+    table = WORLDCOVER_TO_ZONE
     rules = g.python(write_rules, g.work / "reclass.rules", list(table), list(table.values()))
     g.module("r.reclass", input="landcover", output="lc_zone", rules=rules)
     mapcalc(g, "zones0 = if(units > 0, lc_zone, null())")
@@ -469,7 +463,7 @@ def _result(g: GrassRunner, counts: np.ndarray, *, seconds: float, version: str)
         "stages": [asdict(s) for s in g.stages],
         "zone_pixels": {str(z): n for z, n in sorted(zone_px.items())},
         "conflict_pixels": int(cells[conflict >= 0].sum()),
-        "polygons": _count_features(g.work / "out.gpkg"),
+        "polygons": count_features(g.work / "out.gpkg"),
         "output_bytes": sum(
             (g.work / f).stat().st_size
             for f in ("out.gpkg", "zones_cog.tif")

@@ -10,7 +10,7 @@ Stages, each timed in the child (wall, CPU, and the process's peak RSS so far):
 1. ``units``       rasterio.features.rasterize of boundary.gpkg's layer ``units`` (read with
                    geopandas/pyogrio) by ``unit_num`` onto the land-cover grid (pixel centres)
 2. ``reclass``     rasterio read of the land cover; WorldCover code -> zone by a 256-entry
-                   lookup table (the mapping of ``gdal_pipeline.RECLASS``), 0 outside the units
+                   lookup table (``gdal_pipeline.WORLDCOVER_TO_ZONE``), 0 outside the units
 3. ``density``     built-up mask (zone 4) as float32, scipy.ndimage.uniform_filter 51 x 51
                    (510 m moving window) with ``mode="nearest"``: GDAL's KernelFilteredSource
                    repeats the edge pixels outward, and so does this (checked: identical to
@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import re
 import shutil
 import sys
 import time
@@ -65,20 +64,16 @@ from gdal_pipeline import (
     DENSITY_WINDOW_PX,
     FOREST_BUFFER_M,
     MMU_PX,
-    RECLASS,
     URBAN_DENSITY,
     WATER_BUFFER_M,
+    WORLDCOVER_TO_ZONE,
     StageResult,
-    _count_features,
+    count_features,
     run_command,
 )
 
-__all__ = ["run_numpy_pipeline", "WORLDCOVER_TO_ZONE"]
+__all__ = ["run_numpy_pipeline"]
 
-# WorldCover code -> zone, read from the gdal_calc expression so the two cannot drift apart
-WORLDCOVER_TO_ZONE = {
-    int(code): int(zone) for zone, code in re.findall(r"(\d+)\*\(A==(\d+)\)", RECLASS)
-}
 FOREST, BUILT, RURAL, WATER = 1, 4, 3, 6
 RESTRICTED = (4, 5)  # urban and industrial: a conflict inside a buffer band
 RESULT_JSON = "numpy_result.json"
@@ -115,7 +110,7 @@ def run_numpy_pipeline(region_dir: str | Path, work: str | Path, *, keep: bool =
         "stages": child["stages"],
         "zone_pixels": child["zone_pixels"],
         "conflict_pixels": child["conflict_pixels"],
-        "polygons": _count_features(work / "out.gpkg"),
+        "polygons": count_features(work / "out.gpkg"),
         "output_bytes": sum(f.stat().st_size for f in outputs if f.exists()),
     }
 
