@@ -78,6 +78,11 @@ def main(argv: list[str] | None = None) -> int:
         "outputs": [str(result.geopackage), str(result.zone_raster)],
     }
     args.result_json.write_text(json.dumps(out, indent=2), encoding="utf-8")
+    # as the ecoplan command does before its process exits (ecoplan.cli.main.main): the
+    # interpreter's exit then skips the garbage collector's passes over every object
+    import gc
+
+    gc.freeze()
     return 0
 
 

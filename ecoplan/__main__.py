@@ -1,6 +1,6 @@
 """``python -m ecoplan`` is the ``ecoplan`` command."""
 
-from ecoplan.cli.main import cli
+from ecoplan.cli.main import main
 
 if __name__ == "__main__":
-    cli()
+    main()
